@@ -1,0 +1,162 @@
+"""Typed configuration: the run settings and the ``--set key=value`` overrides.
+
+Model hyper-parameters are plain dataclasses whose fields carry a ``help`` text in their
+metadata. This module turns command-line strings into those typed values, and configs into
+flat dictionaries for MLflow and JSON/YAML for checkpoints, and back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any, Literal, Union
+
+from disentangle.errors import UsageError
+
+
+def option(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with a help text (shown by ``disentangle show``)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults: configs are immutable")
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What to train, on what, for how long, and how to evaluate and record it."""
+
+    model: str = option("infogan", "model plugin name")
+    dataset: str = option("dsprites", "dataset plugin name")
+    seed: int = option(0, "seed for every random draw (training batches, noise, metrics)")
+    steps: int = option(0, "training steps; 0 means the model's default schedule")
+    batch_size: int = option(64, "training batch size")
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu or cuda[:N]")
+    eval_every: int = option(1000, "evaluate every this many steps (and always at the end)")
+    checkpoint_every: int = option(250, "write the checkpoint every this many steps")
+    log_every: int = option(20, "log training losses every this many steps")
+    metrics: tuple[str, ...] = option(("mig", "categorical_accuracy"), "metrics to evaluate")
+    data_dir: str = option("", "folder with the dataset's files, when it uses any")
+    experiment: str = option("", "MLflow experiment; empty means the dataset name")
+    params: tuple[tuple[str, Any], ...] = option((), "model hyper-parameters (resolved)")
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(name, type text, default, help) for every field of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        rows.append((f.name, _type_text(hints[f.name]), f.default, f.metadata.get("help", "")))
+    return rows
+
+
+def _type_text(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"tuple[{_type_text(typing.get_args(tp)[0])}, ...]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def parse_value(tp: Any, text: str) -> Any:
+    """Parse a command-line string into a value of type ``tp``; raise ValueError if it isn't."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for choice in choices:
+            if str(choice) == text:
+                return choice
+        raise ValueError(f"expected one of {', '.join(map(str, choices))}")
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if type(None) in typing.get_args(tp) and text.lower() in ("none", ""):
+            return None
+        return parse_value(args[0], text)
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        return tuple(parse_value(item, part.strip()) for part in text.split(",") if part.strip())
+    if tp is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if tp is int:
+        return int(text)
+    if tp is float:
+        value = float(text)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number")
+        return value
+    if tp is str:
+        return text
+    raise ValueError(f"unsupported type {tp!r}")
+
+
+def coerce(tp: Any, value: Any) -> Any:
+    """Check a value read back from JSON/YAML against ``tp`` (lists become tuples)."""
+    origin = typing.get_origin(tp)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        item = typing.get_args(tp)[0]
+        return tuple(coerce(item, v) for v in value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and tp is not str:
+        return parse_value(tp, value)
+    return value
+
+
+def split_assignments(assignments: Iterable[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; malformed items raise UsageError."""
+    result = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def build(cls: type, values: dict[str, Any], *, strings: bool, what: str) -> Any:
+    """Instantiate config dataclass ``cls`` from ``values``, type-checking every key.
+
+    ``strings`` says whether the values are command-line strings to parse (``--set``) or
+    already-typed values (defaults, a stored config). Unknown keys and bad values raise
+    :class:`UsageError` naming the key, the expected type and the valid keys.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, raw in values.items():
+        if key not in hints or key not in names:
+            raise UsageError(
+                f"unknown {what} parameter {key!r}; valid parameters: {', '.join(names)}")
+        try:
+            kwargs[key] = parse_value(hints[key], raw) if strings else coerce(hints[key], raw)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(
+                f"bad value {raw!r} for {what} parameter {key!r} "
+                f"(type {_type_text(hints[key])}): {exc}") from None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"invalid {what} parameters: {exc}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict (tuples kept)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def flatten(run: RunConfig) -> dict[str, str]:
+    """Every setting of a run as flat string params for MLflow (``model.lr_d`` etc.)."""
+    flat = {k: v for k, v in to_dict(run).items() if k != "params"}
+    flat.update({f"model.{k}": v for k, v in run.params})
+    return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in flat.items()}

@@ -1,0 +1,27 @@
+"""Errors that are the user's to fix: the CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Bad input from the user (unknown name, ill-typed value, missing file...).
+
+    The CLI prints the message and exits with code 2; no traceback is shown.
+    """
+
+    exit_code = 2
+
+
+class NotApplicable(Exception):
+    """A metric cannot score this model/dataset pair (e.g. no categorical code).
+
+    The evaluator reports it as skipped, with this message, instead of failing the run.
+    """
+
+
+class DivergenceError(RuntimeError):
+    """A training loss became NaN or infinite."""
+
+    def __init__(self, loss: str, step: int, value: float):
+        super().__init__(f"loss {loss!r} diverged at step {step} (value {value})")
+        self.loss, self.step, self.value = loss, step, value

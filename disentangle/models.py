@@ -1,0 +1,102 @@
+"""The model protocol: what the runner trains and what the metrics score."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from disentangle.datasets import FactorDataset
+
+
+@dataclass
+class Representation:
+    """A batch of latent codes: what disentanglement metrics score.
+
+    ``continuous`` is ``[n, d]`` float (e.g. InfoGAN's Q means, a VAE's posterior means);
+    ``categorical`` is ``[n, m]`` int, the chosen class of each categorical code.
+    """
+
+    continuous: np.ndarray
+    categorical: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.continuous)
+        if self.categorical.size == 0:
+            self.categorical = np.zeros((n, 0), dtype=np.int64)
+        if len(self.categorical) != n:
+            raise ValueError("continuous and categorical codes differ in length")
+
+    def __len__(self) -> int:
+        return len(self.continuous)
+
+    def codes(self) -> np.ndarray:
+        """All codes as one float matrix ``[n, d + m]`` (categorical classes as numbers)."""
+        return np.concatenate([self.continuous, self.categorical.astype(np.float64)], axis=1)
+
+    @staticmethod
+    def concatenate(parts: list[Representation]) -> Representation:
+        return Representation(np.concatenate([p.continuous for p in parts]),
+                              np.concatenate([p.categorical for p in parts]))
+
+    def take(self, rows: np.ndarray) -> Representation:
+        return Representation(self.continuous[rows], self.categorical[rows])
+
+
+class Model(nn.Module, ABC):
+    """A trainable model that owns its networks and optimisers.
+
+    Subclasses set ``name`` and ``Config`` (a frozen dataclass of hyper-parameters whose
+    fields are built with :func:`disentangle.config.option`) and implement
+    :meth:`train_step`, :meth:`encode` and :meth:`generate`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    #: training steps of the default schedule (sized for a few minutes on a 2-core CPU)
+    default_steps: ClassVar[int] = 2000
+
+    def __init__(self, config: Any, dataset: FactorDataset, device: torch.device):
+        super().__init__()
+        self.config = config
+        self.image_shape = tuple(dataset.image_shape)
+        self.device = torch.device(device)
+
+    @classmethod
+    def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
+        """Hyper-parameters that depend on the dataset (applied before ``--set`` overrides)."""
+        return {}
+
+    @abstractmethod
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+        """One optimisation step on a batch; returns the losses to log (plain floats)."""
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> Representation:
+        """The learned representation of a batch of images (called in eval mode, no grad)."""
+
+    @abstractmethod
+    def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images from the model's prior, ``[n, C, H, W]`` in [0, 1]."""
+
+    def traversals(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Pictures of what each code controls: name -> images ``[rows, cols, C, H, W]``."""
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimisers by name (their state goes into checkpoints)."""
+        return {}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: weights and optimiser states."""
+        return {"modules": self.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["modules"])
+        for key, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][key])

@@ -1,0 +1,164 @@
+"""The plugin registry: every model, dataset and metric, loaded through pluggy.
+
+Plugins are found in the ``disentangle`` entry-point group (first-party ones included). A
+plugin that fails to import or to register is recorded with its error in
+:attr:`Registry.failures`; every other plugin keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import inspect
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from disentangle import hookspecs
+from disentangle.errors import UsageError
+
+KINDS = ("model", "dataset", "metric")
+_HOOKS = {
+    "model": "disentangle_register_models",
+    "dataset": "disentangle_register_datasets",
+    "metric": "disentangle_register_metrics",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered model, dataset or metric, with where it came from."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    distribution: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be used, and why."""
+
+    plugin: str
+    distribution: str
+    stage: str
+    error: str
+
+    def __str__(self) -> str:
+        return (
+            f"plugin {self.plugin!r} ({self.distribution}) failed during {self.stage}: "
+            f"{self.error}"
+        )
+
+
+def _summary(obj: Any) -> str:
+    text = getattr(obj, "summary", None) or inspect.getdoc(obj) or ""
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins registered, by kind and name."""
+
+    manager: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def add_plugin(self, module: types.ModuleType | object, name: str,
+                   distribution: str = "<local>") -> None:
+        """Register one plugin object (a module, usually) and collect what it provides.
+
+        Errors are recorded in :attr:`failures`, never raised: one broken plugin must not
+        take the others down.
+        """
+        try:
+            self.manager.register(module, name=name)
+            self.manager.check_pending()
+        except Exception as exc:
+            if self.manager.is_registered(module):
+                self.manager.unregister(module)
+            self.failures.append(PluginFailure(name, distribution, "registration", _describe(exc)))
+            return
+        for kind, hook_name in _HOOKS.items():
+            for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is not module:
+                    continue
+                try:
+                    provided = list(impl.function())
+                except Exception as exc:
+                    self.failures.append(
+                        PluginFailure(name, distribution, f"{hook_name}()", _describe(exc))
+                    )
+                    continue
+                for obj in provided:
+                    self._add(kind, obj, name, distribution)
+
+    def _add(self, kind: str, obj: Any, plugin: str, distribution: str) -> None:
+        entry_name = getattr(obj, "name", None)
+        if not isinstance(entry_name, str) or not entry_name:
+            self.failures.append(PluginFailure(
+                plugin, distribution, "registration", f"a {kind} without a 'name': {obj!r}"))
+            return
+        existing = self.entries[kind].get(entry_name)
+        if existing is not None:
+            self.failures.append(PluginFailure(
+                plugin, distribution, "registration",
+                f"{kind} {entry_name!r} is already provided by plugin {existing.plugin!r}"))
+            return
+        self.entries[kind][entry_name] = Entry(
+            kind, entry_name, obj, plugin, distribution, _summary(obj))
+
+    def load_entry_points(self) -> None:
+        """Import and register every plugin in the ``disentangle`` entry-point group."""
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "<unknown>"
+            try:
+                module = ep.load()
+            except Exception as exc:
+                self.failures.append(PluginFailure(ep.name, dist, "import", _describe(exc)))
+                continue
+            self.add_plugin(module, ep.name, dist)
+
+    def get(self, kind: str, name: str) -> Entry:
+        """Look up a registered item; unknown names raise a UsageError listing what exists."""
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            known = ", ".join(sorted(self.entries[kind])) or "none"
+            hint = ""
+            if self.failures:
+                hint = " (plugins that failed to load: " + "; ".join(map(str, self.failures)) + ")"
+            raise UsageError(f"unknown {kind} {name!r}; available: {known}{hint}") from None
+
+    def model(self, name: str) -> Any:
+        return self.get("model", name).obj
+
+    def dataset(self, name: str) -> Any:
+        return self.get("dataset", name).obj
+
+    def metric(self, name: str) -> Any:
+        return self.get("metric", name).obj
+
+
+def _new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry, loaded from entry points on first use."""
+    registry = Registry()
+    registry.load_entry_points()
+    return registry
