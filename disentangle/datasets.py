@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
+
+from disentangle.errors import UsageError
 
 
 class FactorDataset(ABC):
@@ -32,7 +35,9 @@ class FactorDataset(ABC):
     deterministic: ClassVar[bool] = True
 
     def __init__(self, data_dir: str | Path | None = None):
-        self.data_dir = Path(data_dir) if data_dir else None
+        data_dir = data_dir or os.environ.get("DISENTANGLE_DATA")
+        #: folder holding the dataset's files (``--data-dir`` or ``$DISENTANGLE_DATA``), if any
+        self.data_dir = Path(data_dir).expanduser() if data_dir else None
 
     @property
     def num_factors(self) -> int:
@@ -68,6 +73,14 @@ class FactorDataset(ABC):
     def factors_of(self, index: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`index`."""
         return np.stack(np.unravel_index(np.asarray(index), self.factor_sizes), axis=1)
+
+    @classmethod
+    def fetch(cls, data_dir: Path) -> Path:
+        """Download the dataset's files into ``data_dir`` (``disentangle data fetch NAME``).
+
+        Datasets that need no files keep this default, which says so.
+        """
+        raise UsageError(f"dataset {cls.name!r} has no files to download")
 
     def check_factors(self, factors: np.ndarray) -> np.ndarray:
         """Validate a factor array's shape and range; return it as int64."""
