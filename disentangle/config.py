@@ -60,7 +60,7 @@ def _type_text(tp: Any) -> str:
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"tuple[{_type_text(typing.get_args(tp)[0])}, ...]"
+        return f"tuple[{_type_text(typing.get_args(tp)[0])},...]"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -124,26 +124,40 @@ def split_assignments(assignments: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def build(cls: type, values: dict[str, Any], *, strings: bool, what: str) -> Any:
-    """Instantiate config dataclass ``cls`` from ``values``, type-checking every key.
-
-    ``strings`` says whether the values are command-line strings to parse (``--set``) or
-    already-typed values (defaults, a stored config). Unknown keys and bad values raise
-    :class:`UsageError` naming the key, the expected type and the valid keys.
-    """
+def _check_key(cls: type, key: str, what: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, raw in values.items():
-        if key not in hints or key not in names:
-            raise UsageError(
-                f"unknown {what} parameter {key!r}; valid parameters: {', '.join(names)}")
+    if key not in names:
+        raise UsageError(f"unknown {what} parameter {key!r}; valid parameters: {', '.join(names)}")
+    return hints[key]
+
+
+def parse_assignments(cls: type, values: dict[str, str], what: str) -> dict[str, Any]:
+    """Parse command-line strings for fields of config dataclass ``cls``.
+
+    Unknown keys and ill-typed values raise :class:`UsageError` naming the key, the expected
+    type and the valid keys.
+    """
+    parsed = {}
+    for key, text in values.items():
+        tp = _check_key(cls, key, what)
         try:
-            kwargs[key] = parse_value(hints[key], raw) if strings else coerce(hints[key], raw)
+            parsed[key] = parse_value(tp, text)
         except (ValueError, TypeError) as exc:
-            raise UsageError(
-                f"bad value {raw!r} for {what} parameter {key!r} "
-                f"(type {_type_text(hints[key])}): {exc}") from None
+            raise UsageError(f"bad value {text!r} for {what} parameter {key!r} "
+                             f"(type {_type_text(tp)}): {exc}") from None
+    return parsed
+
+
+def instantiate(cls: type, values: dict[str, Any], what: str) -> Any:
+    """Build config dataclass ``cls`` from typed or stored (JSON/YAML) values, validated."""
+    kwargs = {}
+    for key, value in values.items():
+        tp = _check_key(cls, key, what)
+        try:
+            kwargs[key] = coerce(tp, value)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"bad value {value!r} for {what} parameter {key!r}: {exc}") from None
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:

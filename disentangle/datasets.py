@@ -13,6 +13,13 @@ import torch
 from disentangle.errors import UsageError
 
 
+def data_home(data_dir: str | Path | None = None) -> Path:
+    """Where dataset files live: ``data_dir`` if given, else ``$DISENTANGLE_DATA``, else
+    ``~/.cache/disentangle/data`` (where ``disentangle data fetch`` puts them)."""
+    chosen = data_dir or os.environ.get("DISENTANGLE_DATA") or "~/.cache/disentangle/data"
+    return Path(chosen).expanduser()
+
+
 class FactorDataset(ABC):
     """A dataset whose images are determined (or labelled) by discrete factors.
 
@@ -35,9 +42,8 @@ class FactorDataset(ABC):
     deterministic: ClassVar[bool] = True
 
     def __init__(self, data_dir: str | Path | None = None):
-        data_dir = data_dir or os.environ.get("DISENTANGLE_DATA")
-        #: folder holding the dataset's files (``--data-dir`` or ``$DISENTANGLE_DATA``), if any
-        self.data_dir = Path(data_dir).expanduser() if data_dir else None
+        #: folder holding the dataset's files, if it uses any (see :func:`data_home`)
+        self.data_dir = data_home(data_dir)
 
     @property
     def num_factors(self) -> int:

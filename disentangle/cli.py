@@ -1,0 +1,189 @@
+"""The ``disentangle`` command line.
+
+Every error the user can fix is printed as one ``error: ...`` line with exit code 2;
+tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from disentangle import __version__
+from disentangle.config import RunConfig, fields_help, split_assignments
+from disentangle.errors import UsageError
+from disentangle.registry import KINDS, Registry, get_registry
+
+
+def _registry(quiet: bool = False) -> Registry:
+    registry = get_registry()
+    if not quiet:
+        for failure in registry.failures:
+            print(f"warning: {failure}", file=sys.stderr)
+    return registry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="disentangle",
+        description="Train, score and compare disentangled representation learners.")
+    parser.add_argument("--version", action="version", version=f"disentangle {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a model on a dataset, evaluate it, log to MLflow",
+                         description="Train MODEL on a dataset, score it, log it to MLflow.")
+    run.add_argument("model", nargs="?", help="model plugin (see `disentangle list`)")
+    run.add_argument("--dataset", "-d", help="dataset plugin (default: dsprites)")
+    run.add_argument("--steps", type=int, help="training steps (default: the model's schedule)")
+    run.add_argument("--batch-size", type=int, help="batch size (default: 64)")
+    run.add_argument("--seed", type=int, help="random seed (default: 0)")
+    run.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a model hyper-parameter (repeatable; see `disentangle show`)")
+    run.add_argument("--metrics", help="comma-separated metrics (default: mig,"
+                                       "categorical_accuracy)")
+    run.add_argument("--eval-every", type=int, help="evaluate every N steps (default: 1000)")
+    run.add_argument("--checkpoint-every", type=int,
+                     help="write the checkpoint every N steps (default: 250)")
+    run.add_argument("--data-dir", help="folder with dataset files (default: $DISENTANGLE_DATA)")
+    run.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
+                                            "or sqlite:///mlflow.db)")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue this run from its checkpoint")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    lst = sub.add_parser("list", help="list models, datasets and metrics with their plugins")
+    lst.set_defaults(handler=cmd_list)
+
+    show = sub.add_parser("show", help="a model's hyper-parameters, defaults and help")
+    show.add_argument("model")
+    show.add_argument("--dataset", help="show the defaults this dataset selects")
+    show.set_defaults(handler=cmd_show)
+
+    data = sub.add_parser("data", help="dataset files")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", help="download a dataset's files (checksummed)")
+    fetch.add_argument("dataset")
+    fetch.add_argument("--data-dir", help="destination (default: $DISENTANGLE_DATA or "
+                                          "~/.cache/disentangle/data)")
+    fetch.set_defaults(handler=cmd_fetch)
+    return parser
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    given = {
+        "model": args.model, "dataset": args.dataset, "steps": args.steps,
+        "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
+        "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+        "data_dir": args.data_dir, "experiment": args.experiment,
+        "metrics": tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+        if args.metrics is not None else None,
+    }
+    return RunConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from disentangle import runner
+    from disentangle.checkpoints import decode_config
+    from disentangle.tracking import Tracker, ui_command
+
+    registry = _registry()
+    overrides = split_assignments(args.overrides)
+    if args.resume:
+        tracker = Tracker(args.tracking_uri)
+        state = runner.load_run_checkpoint(tracker, args.resume)
+        config = runner.config_from_record(decode_config(state["config"]))
+        for key in ("model", "dataset"):
+            given = getattr(args, key)
+            if given is not None and given != getattr(config, key):
+                raise UsageError(f"run {args.resume} trained {key} {getattr(config, key)!r}, "
+                                 f"not {given!r}")
+        if overrides:
+            raise UsageError("--set cannot change the hyper-parameters of a resumed run")
+        config = replace(config, steps=args.steps or config.steps,
+                         device=args.device or config.device)
+        setup = runner.prepare(config, {}, registry)
+        if setup.config.steps <= int(state["step"]):
+            raise UsageError(f"run {args.resume} already completed {state['step']} of "
+                             f"{setup.config.steps} steps; pass a larger --steps to extend it")
+    else:
+        if args.model is None:
+            raise UsageError("name a model to train (see `disentangle list`) or --resume RUN_ID")
+        setup = runner.prepare(_run_config(args), overrides, registry)
+        tracker = Tracker(args.tracking_uri)
+    device = runner.resolve_device(setup.config.device)
+    job = runner.Runner(setup, registry, tracker, device, progress=not args.no_progress)
+    c = setup.config
+    if args.resume:
+        job.resume(args.resume, state)
+        print(f"resuming run {job.run_id} at step {job.step} of {c.steps} on {device}")
+    else:
+        job.start()
+        print(f"run {job.run_id}: {c.model} on {c.dataset}, seed {c.seed}, {c.steps} steps of "
+              f"batch {c.batch_size} on {device}")
+    result = job.train()
+    print(f"\nrun {result.run_id} {result.status.lower()} at step {result.step} "
+          f"after {result.seconds:.0f} s")
+    for key, value in result.scores.items():
+        print(f"  {key:32s} {value:.4f}")
+    print(f"open the MLflow UI with:\n  {ui_command(tracker.uri)}")
+    return {"FINISHED": 0, "KILLED": 130}.get(result.status, 1)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(quiet=True)
+    for kind in KINDS:
+        entries = sorted(registry.entries[kind].values(), key=lambda e: e.name)
+        print(f"{kind}s:")
+        for e in entries:
+            print(f"  {e.name:22s} {e.distribution:24s} {e.summary}")
+        if not entries:
+            print("  (none)")
+    if registry.failures:
+        print("plugins that failed to load:")
+        for failure in registry.failures:
+            print(f"  {failure}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry()
+    entry = registry.get("model", args.model)
+    model_cls = entry.obj
+    defaults = {}
+    if args.dataset:
+        defaults = model_cls.dataset_defaults(registry.dataset(args.dataset)())
+    print(f"{entry.name} ({entry.distribution}): {entry.summary}")
+    print(f"default schedule: {model_cls.default_steps} steps")
+    print("hyper-parameters (set with --set KEY=VALUE):")
+    for name, type_text, default, text in fields_help(model_cls.Config):
+        value = defaults.get(name, default)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        print(f"  {name:20s} {type_text:22s} {str(shown):14s} {text}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from disentangle.datasets import data_home
+
+    dataset_cls = _registry().dataset(args.dataset)
+    path = dataset_cls.fetch(data_home(args.data_dir))
+    print(f"{args.dataset}: files ready in {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``disentangle`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Image grids as PNG files: sample sheets and latent traversals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: small images are enlarged to at least this many pixels per side so a grid is readable
+MIN_CELL = 48
+
+
+def grid(images: torch.Tensor, pad: int = 2) -> Image.Image:
+    """Lay out images ``[rows, cols, C, H, W]`` in [0, 1] as one picture, with grey gutters."""
+    rows, cols, channels, height, width = images.shape
+    scale = max(1, -(-MIN_CELL // max(height, width)))
+    pixels = images.clamp(0, 1).mul(255).round().to(torch.uint8)
+    if scale > 1:
+        pixels = pixels.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+        height, width = height * scale, width * scale
+    if channels == 1:
+        pixels = pixels.expand(rows, cols, 3, height, width)
+    sheet = np.full((rows * (height + pad) + pad, cols * (width + pad) + pad, 3), 128, np.uint8)
+    cells = pixels.permute(0, 1, 3, 4, 2).numpy()
+    for r in range(rows):
+        for c in range(cols):
+            top, left = pad + r * (height + pad), pad + c * (width + pad)
+            sheet[top:top + height, left:left + width] = cells[r, c]
+    return Image.fromarray(sheet)
+
+
+def save_grid(images: torch.Tensor, path: Path) -> Path:
+    """Write :func:`grid` of ``images`` to ``path`` as PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid(images).save(path)
+    return path
+
+
+def as_rows(images: torch.Tensor, cols: int) -> torch.Tensor:
+    """Reshape a flat batch ``[n, C, H, W]`` into ``[n / cols, cols, C, H, W]`` for :func:`grid`."""
+    return images.view(-1, cols, *images.shape[1:])

@@ -1,0 +1,55 @@
+"""Shared fixtures: a toy third-party plugin installed the way pip would, and a clean cwd."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from disentangle.registry import get_registry
+
+TOY_SOURCE = Path(__file__).parent / "toy" / "toy_plugin.py"
+
+
+def install_fake_distribution(site: Path, name: str, module_file: Path | None,
+                              entry_points: dict[str, str]) -> Path:
+    """Write ``module_file`` and a ``.dist-info`` folder into ``site``, as pip install would."""
+    site.mkdir(parents=True, exist_ok=True)
+    if module_file is not None:
+        shutil.copy(module_file, site / module_file.name)
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[disentangle]\n{lines}")
+    return site
+
+
+@pytest.fixture(scope="session")
+def toy_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed toy plugin distribution ``toy-plugin``."""
+    return install_fake_distribution(tmp_path_factory.mktemp("site"), "toy_plugin", TOY_SOURCE,
+                                     {"toy": "toy_plugin"})
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder, with the default tracking store (``./mlflow.db``)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DISENTANGLE_DATA", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def with_toy(toy_site: Path, monkeypatch: pytest.MonkeyPatch, workdir: Path):
+    """The process-wide registry, reloaded with the toy plugin installed."""
+    monkeypatch.syspath_prepend(str(toy_site))
+    importlib.invalidate_caches()
+    get_registry.cache_clear()
+    yield get_registry()
+    sys.modules.pop("toy_plugin", None)
+    get_registry.cache_clear()

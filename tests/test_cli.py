@@ -1,0 +1,119 @@
+"""The command line: the toy third-party plugin end to end, and every bad input's message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import install_fake_distribution
+from disentangle.cli import main
+from disentangle.registry import get_registry
+
+TOY_RUN = ["run", "toy_autoencoder", "--dataset", "toy_blobs", "--steps", "30", "--no-progress",
+           "--metrics", ""]
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_toy_plugin_is_listed_with_its_distribution(with_toy, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "toy_autoencoder" in out and "toy_blobs" in out
+    line = next(x for x in out.splitlines() if "toy_autoencoder" in x)
+    assert "toy_plugin 1.0" in line and "linear autoencoder" in line
+    assert "infogan" in out  # first-party plugins load through the same group
+
+
+def test_toy_plugin_runs_through_the_cli_and_is_logged(with_toy, capsys):
+    assert main(TOY_RUN) == 0
+    out = capsys.readouterr().out
+    assert "finished at step 30" in out
+    assert "mlflow ui --backend-store-uri 'sqlite:///" in out
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    run = client.search_runs([client.get_experiment_by_name("toy_blobs").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "toy_autoencoder-toy_blobs-0"
+    assert run.data.params["model"] == "toy_autoencoder"
+    assert run.data.params["model.latents"] == "3"
+    assert run.data.tags["model.distribution"] == "toy_plugin 1.0"
+    history = client.get_metric_history(run.info.run_id, "train/reconstruction")
+    assert [m.step for m in history][-1] == 30
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    for name in ("samples.png", "config.yaml", "scores.json", "checkpoints/last.pt"):
+        assert (artifacts / name).is_file(), name
+    assert json.loads((artifacts / "scores.json").read_text())["step"] == 30
+    state = torch.load(artifacts / "checkpoints/last.pt", weights_only=True)
+    assert state["step"] == 30
+
+
+def test_show_lists_hyper_parameters(with_toy, capsys):
+    assert main(["show", "infogan", "--dataset", "toy_blobs"]) == 0
+    out = capsys.readouterr().out
+    assert "lambda_continuous" in out and "Adam learning rate of G" in out
+    # the dataset-specific default: one categorical code per categorical factor
+    assert next(x for x in out.splitlines() if "categorical_sizes" in x).split()[2] == "3"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "nosuchmodel", "--dataset", "toy_blobs"],
+     "unknown model 'nosuchmodel'; available: infogan, toy_autoencoder"),
+    (["run", "toy_autoencoder", "--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'; "),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--metrics", "nosuchmetric"],
+     "unknown metric 'nosuchmetric'"),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--set", "width=3"],
+     "unknown toy_autoencoder parameter 'width'; valid parameters: latents, lr"),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--set", "lr=fast"],
+     "bad value 'fast' for toy_autoencoder parameter 'lr' (type float)"),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--set", "latents"],
+     "--set expects key=value, got 'latents'"),
+    (["run", "infogan", "--dataset", "toy_blobs", "--set", "categorical_sizes=1"],
+     "invalid infogan parameters: each categorical code needs at least 2 classes"),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--resume", "0123abcd"],
+     "no run with id '0123abcd'"),
+    (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--tracking-uri",
+      "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+    (["show", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["data", "fetch", "toy_blobs"], "dataset 'toy_blobs' has no files to download"),
+])
+def test_bad_input_gets_a_clear_message(with_toy, capsys, argv, expected):
+    assert expected in _error(capsys, argv)
+    assert not Path("mlruns").exists()  # nothing was trained or logged
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(with_toy, capsys):
+    err = _error(capsys, TOY_RUN + ["--device", "cuda"])
+    assert "--device cuda: CUDA is not available here" in err
+
+
+def test_broken_plugins_are_named_and_others_keep_working(with_toy, tmp_path, monkeypatch,
+                                                          capsys):
+    broken = tmp_path / "broken_site"
+    (broken).mkdir()
+    (broken / "raises_on_import.py").write_text("raise RuntimeError('boom at import')\n")
+    (broken / "raises_on_register.py").write_text(
+        "import disentangle\n\n@disentangle.hookimpl\n"
+        "def disentangle_register_models():\n    raise ValueError('boom at registration')\n")
+    install_fake_distribution(broken, "broken_plugin", None, {
+        "missing": "no_such_module_here", "bad_import": "raises_on_import",
+        "bad_register": "raises_on_register"})
+    monkeypatch.syspath_prepend(str(broken))
+    get_registry.cache_clear()
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "plugin 'missing' (broken_plugin 1.0) failed during import: ModuleNotFoundError" in out
+    assert "plugin 'bad_import' (broken_plugin 1.0) failed during import: RuntimeError: " \
+           "boom at import" in out
+    assert "plugin 'bad_register' (broken_plugin 1.0) failed during " \
+           "disentangle_register_models(): ValueError: boom at registration" in out
+    assert main(TOY_RUN) == 0
+    assert "warning: plugin 'bad_import'" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""The training loop: determinism, exact resume after Ctrl-C, checkpoints, devices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+import disentangle
+from disentangle import checkpoints, runner
+from disentangle.cli import main
+from disentangle.errors import UsageError
+
+TOY = ["toy_autoencoder", "--dataset", "toy_blobs", "--no-progress", "--metrics", ""]
+
+
+def _runs(store: Path) -> list:
+    client = MlflowClient(f"sqlite:///{store.resolve()}")
+    experiment = client.get_experiment_by_name("toy_blobs")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time"])
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    path = Path(run.info.artifact_uri.removeprefix("file://")) / runner.CHECKPOINT
+    return checkpoints.load(path)["model"]["modules"]
+
+
+class _InterruptAtEval:
+    """A plugin whose after-eval hook presses Ctrl-C once, at a chosen step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    @disentangle.hookimpl
+    def disentangle_after_eval(self, run_id: str, step: int, scores: dict) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(with_toy, capsys):
+    assert main(["run", *TOY, "--steps", "60", "--seed", "3"]) == 0
+    with_toy.add_plugin(_InterruptAtEval(25), "interrupter")
+    assert main(["run", *TOY, "--steps", "60", "--seed", "3", "--eval-every", "25",
+                 "--checkpoint-every", "1000"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted: checkpoint saved at step 25" in out
+    straight, interrupted = _runs(Path("mlflow.db"))
+    assert MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_run(
+        interrupted.info.run_id).info.status == "KILLED"
+    assert main(["run", "--resume", interrupted.info.run_id, "--no-progress"]) == 0
+    assert f"resuming run {interrupted.info.run_id} at step 25 of 60" in capsys.readouterr().out
+    resumed = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}").get_run(
+        interrupted.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # a different seed gives different weights: the comparison above can fail
+    assert main(["run", *TOY, "--steps", "60", "--seed", "4"]) == 0
+    other = _runs(Path("mlflow.db"))[-1]
+    assert not torch.equal(_weights(other)["encoder.weight"], a["encoder.weight"])
+
+
+def test_resume_refuses_changes_and_finished_runs(with_toy, capsys):
+    assert main(["run", *TOY, "--steps", "20"]) == 0
+    run_id = _runs(Path("mlflow.db"))[0].info.run_id
+    assert main(["run", "--resume", run_id]) == 2
+    assert "already completed 20 of 20 steps" in capsys.readouterr().err
+    assert main(["run", "--resume", run_id, "--set", "lr=0.1"]) == 2
+    assert "--set cannot change the hyper-parameters" in capsys.readouterr().err
+    assert main(["run", "infogan", "--resume", run_id]) == 2
+    assert "trained model 'toy_autoencoder', not 'infogan'" in capsys.readouterr().err
+    assert main(["run", "--resume", run_id, "--steps", "30", "--no-progress"]) == 0
+    assert "finished at step 30" in capsys.readouterr().out
+
+
+def test_real_ctrl_c_in_a_subprocess(toy_site, workdir):
+    env = {**os.environ, "PYTHONPATH": str(toy_site), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "disentangle.cli", "run", *TOY, "--steps", "200000",
+         "--checkpoint-every", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        if "estimated training time" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted: checkpoint saved at step" in out and "Traceback" not in out
+    run = _runs(Path("mlflow.db"))[0]
+    assert run.info.status == "KILLED"
+    assert checkpoints.load(Path(run.info.artifact_uri.removeprefix("file://"))
+                            / runner.CHECKPOINT)["step"] > 0
+
+
+def test_checkpoints_refuse_pickled_code_and_torn_files(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": checkpoints.FORMAT, "payload": _Payload()}, evil)
+    with pytest.raises(UsageError, match="refusing to load .* other than tensors"):
+        checkpoints.load(evil)
+    good = tmp_path / "good.pt"
+    checkpoints.save(good, {"step": 3, "w": torch.ones(100)})
+    assert checkpoints.load(good)["step"] == 3
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UsageError, match="corrupt or truncated"):
+        checkpoints.load(torn)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this would run at load time",))
+
+
+def test_device_resolution():
+    assert runner.resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and torch.backends.mps.is_available():
+        expected = "mps"
+    assert runner.resolve_device("auto").type == expected
+    with pytest.raises(UsageError, match="unknown device 'gpu0'"):
+        runner.resolve_device("gpu0")

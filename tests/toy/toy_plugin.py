@@ -1,0 +1,95 @@
+"""A third-party plugin, as a user would write one: a tiny dataset and a tiny model.
+
+The tests install it through a ``.dist-info`` folder on ``sys.path`` (what pip would write),
+so it is discovered through the ``disentangle`` entry-point group like any other plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+import disentangle
+from disentangle.config import option
+from disentangle.datasets import FactorDataset
+from disentangle.models import Model, Representation
+
+_PATTERNS = torch.tensor([
+    [[1, 1, 1], [1, 1, 1], [1, 1, 1]],
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+    [[1, 1, 1], [1, 0, 1], [1, 1, 1]],
+], dtype=torch.float32)
+
+
+class ToyBlobs(FactorDataset):
+    """16x16 images of a 3x3 blob: pattern (3 kinds) at an (x, y) cell of a 7x7 grid."""
+
+    name = "toy_blobs"
+    factor_names = ("kind", "x", "y")
+    factor_sizes = (3, 7, 7)
+    image_shape = (1, 16, 16)
+    categorical_factors = ("kind",)
+
+    def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        f = torch.as_tensor(self.check_factors(factors))
+        out = torch.zeros(len(f), 1, 16, 16)
+        rows = torch.arange(len(f))
+        for dy in range(3):
+            for dx in range(3):
+                out[rows, 0, 2 * f[:, 2] + 1 + dy, 2 * f[:, 1] + 1 + dx] = _PATTERNS[f[:, 0], dy, dx]
+        return out
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    latents: int = option(3, "code dimensions")
+    lr: float = option(1e-2, "Adam learning rate")
+
+
+class ToyAutoencoder(Model):
+    """A linear autoencoder: the smallest model that trains, encodes and generates."""
+
+    name = "toy_autoencoder"
+    Config = ToyConfig
+    default_steps = 30
+
+    def __init__(self, config: ToyConfig, dataset: FactorDataset, device: torch.device):
+        super().__init__(config, dataset, device)
+        pixels = int(np.prod(self.image_shape))
+        self.encoder = nn.Linear(pixels, config.latents)
+        self.decoder = nn.Linear(config.latents, pixels)
+        self.to(self.device)
+        self.opt = torch.optim.Adam(self.parameters(), lr=config.lr)
+
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+        x = images.to(self.device).flatten(1)
+        noise = 0.01 * torch.randn_like(x)
+        loss = ((torch.sigmoid(self.decoder(self.encoder(x + noise))) - x) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"reconstruction": loss.item()}
+
+    def encode(self, images: torch.Tensor) -> Representation:
+        codes = self.encoder(images.to(self.device).flatten(1))
+        return Representation(codes.double().cpu().numpy(), np.zeros((len(codes), 0), np.int64))
+
+    def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        codes = torch.randn(n, self.config.latents, generator=generator).to(self.device)
+        return torch.sigmoid(self.decoder(codes)).view(n, *self.image_shape).cpu()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.opt}
+
+
+@disentangle.hookimpl
+def disentangle_register_datasets() -> list[type[FactorDataset]]:
+    return [ToyBlobs]
+
+
+@disentangle.hookimpl
+def disentangle_register_models() -> list[type[Model]]:
+    return [ToyAutoencoder]
