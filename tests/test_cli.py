@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import install_fake_distribution
 from mlflow.tracking import MlflowClient
 
-from conftest import install_fake_distribution
 from disentangle.cli import main
 from disentangle.registry import get_registry
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from disentangle_plugins.datasets.dsprites import DSprites
 
 import disentangle
+from disentangle_plugins.datasets.dsprites import DSprites
 
 
 @pytest.fixture

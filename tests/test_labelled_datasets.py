@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from disentangle_plugins.datasets.digits import Digits
-from disentangle_plugins.datasets.mnist import MNIST, FashionMNIST
 
 import disentangle
 from disentangle.errors import UsageError
 from disentangle.idx import read_idx
+from disentangle_plugins.datasets.digits import Digits
+from disentangle_plugins.datasets.mnist import MNIST, FashionMNIST
 
 TYPE_CODES = {np.dtype("uint8"): 0x08, np.dtype("int16"): 0x0B, np.dtype("float32"): 0x0D}
 
@@ -192,8 +192,11 @@ def test_missing_files_say_where_they_were_looked_for(tmp_path, monkeypatch):
     assert str(tmp_path / "mnist" / "train-images-idx3-ubyte") in message
     assert "disentangle data fetch mnist" in message
     monkeypatch.delenv("DISENTANGLE_DATA", raising=False)
-    with pytest.raises(UsageError, match="--data-dir or set .DISENTANGLE_DATA"):
-        MNIST()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(UsageError) as info:
+        MNIST()  # no folder given: the default data home, where `data fetch` puts files
+    assert str(tmp_path / "home/.cache/disentangle/data/mnist/train-images-idx3-ubyte") \
+        in str(info.value)
 
 
 def test_unknown_split_is_a_usage_error(mnist_dir):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from disentangle_plugins.datasets.mnist import LabelledImages
 
 import disentangle
 from disentangle.datasets import FactorDataset
+from disentangle_plugins.datasets.mnist import LabelledImages
 
 
 class Digits(LabelledImages):

@@ -141,9 +141,6 @@ class IdxImages(LabelledImages):
 
     def _find(self, stem: str) -> Path:
         hint = f"`disentangle data fetch {self.name}` downloads the files"
-        if self.data_dir is None:
-            raise UsageError(f"{self.name} needs its IDX files: give --data-dir or set "
-                             f"$DISENTANGLE_DATA to a data folder; {hint}")
         folder = self.folder(self.data_dir)
         for candidate in (folder / stem, folder / f"{stem}.gz"):
             if candidate.is_file():

@@ -39,7 +39,8 @@ class ToyBlobs(FactorDataset):
         rows = torch.arange(len(f))
         for dy in range(3):
             for dx in range(3):
-                out[rows, 0, 2 * f[:, 2] + 1 + dy, 2 * f[:, 1] + 1 + dx] = _PATTERNS[f[:, 0], dy, dx]
+                top, left = 2 * f[:, 2] + 1 + dy, 2 * f[:, 1] + 1 + dx
+                out[rows, 0, top, left] = _PATTERNS[f[:, 0], dy, dx]
         return out
 
 
