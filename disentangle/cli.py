@@ -10,11 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from disentangle import __version__
 from disentangle.config import RunConfig, fields_help, split_assignments
 from disentangle.errors import UsageError
 from disentangle.registry import KINDS, Registry, get_registry
+
+if TYPE_CHECKING:
+    from disentangle.runner import Setup
+    from disentangle.tracking import Tracker
 
 
 def _registry(quiet: bool = False) -> Registry:
@@ -63,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--dataset", help="show the defaults this dataset selects")
     show.set_defaults(handler=cmd_show)
 
+    ev = sub.add_parser("evaluate", help="score a logged run's checkpoint; log to that run",
+                        description="Score the checkpoint of a logged run with any metrics "
+                                    "and log eval/<score> to the same run at its step.")
+    ev.add_argument("run_id")
+    ev.add_argument("--metrics", help="comma-separated metrics (default: the run's)")
+    ev.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    ev.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
+    ev.set_defaults(handler=cmd_evaluate)
+
     data = sub.add_parser("data", help="dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download a dataset's files (checksummed)")
@@ -73,39 +87,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _metric_names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in text.split(",") if m.strip()) if text is not None else None
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     given = {
         "model": args.model, "dataset": args.dataset, "steps": args.steps,
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
         "data_dir": args.data_dir, "experiment": args.experiment,
-        "metrics": tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-        if args.metrics is not None else None,
+        "metrics": _metric_names(args.metrics),
     }
     return RunConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from disentangle import runner
-    from disentangle.checkpoints import decode_config
     from disentangle.tracking import Tracker, ui_command
 
     registry = _registry()
     overrides = split_assignments(args.overrides)
     if args.resume:
-        tracker = Tracker(args.tracking_uri)
-        state = runner.load_run_checkpoint(tracker, args.resume)
-        config = runner.config_from_record(decode_config(state["config"]))
-        for key in ("model", "dataset"):
-            given = getattr(args, key)
-            if given is not None and given != getattr(config, key):
-                raise UsageError(f"run {args.resume} trained {key} {getattr(config, key)!r}, "
-                                 f"not {given!r}")
         if overrides:
             raise UsageError("--set cannot change the hyper-parameters of a resumed run")
-        config = replace(config, steps=args.steps or config.steps,
-                         device=args.device or config.device)
-        setup = runner.prepare(config, {}, registry)
+        tracker = Tracker(args.tracking_uri)
+        state, setup = _stored_run(tracker, args.resume, registry, steps=args.steps,
+                                   device=args.device)
+        for key in ("model", "dataset"):
+            given, stored = getattr(args, key), getattr(setup.config, key)
+            if given is not None and given != stored:
+                raise UsageError(f"run {args.resume} trained {key} {stored!r}, not {given!r}")
         if setup.config.steps <= int(state["step"]):
             raise UsageError(f"run {args.resume} already completed {state['step']} of "
                              f"{setup.config.steps} steps; pass a larger --steps to extend it")
@@ -131,6 +143,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {key:32s} {value:.4f}")
     print(f"open the MLflow UI with:\n  {ui_command(tracker.uri)}")
     return {"FINISHED": 0, "KILLED": 130}.get(result.status, 1)
+
+
+def _stored_run(tracker: Tracker, run_id: str, registry: Registry,
+                **changes: Any) -> tuple[dict[str, Any], Setup]:
+    """The checkpoint and resolved setup of a logged run, with ``changes`` to its config."""
+    from disentangle import runner
+    from disentangle.checkpoints import decode_config
+
+    state = runner.load_run_checkpoint(tracker, run_id)
+    config = runner.config_from_record(decode_config(state["config"]))
+    config = replace(config, **{k: v for k, v in changes.items() if v})
+    return state, runner.prepare(config, {}, registry)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from disentangle import runner
+    from disentangle.tracking import Tracker
+
+    registry = _registry()
+    tracker = Tracker(args.tracking_uri)
+    state, setup = _stored_run(tracker, args.run_id, registry,
+                               metrics=_metric_names(args.metrics), device=args.device)
+    job = runner.Runner(setup, registry, tracker, runner.resolve_device(setup.config.device))
+    job.attach(args.run_id, state)
+    print(f"evaluating run {args.run_id} at step {job.step} on {job.device}...")
+    result = job.evaluate(print)
+    for key, value in result.scores.items():
+        print(f"  {key:32s} {value:.4f}  ({result.seconds.get(key.split('.')[0], 0):.1f} s)"
+              if "." not in key else f"  {key:32s} {value:.4f}")
+    print(f"logged as eval/<score> at step {job.step} of run {args.run_id}; "
+          f"{result.images_encoded} images encoded")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -208,13 +208,17 @@ class Runner:
                             for k, v in self.config.params}
         return record
 
-    def resume(self, run_id: str, state: dict[str, Any]) -> None:
-        """Continue run ``run_id`` from a loaded checkpoint ``state``."""
+    def attach(self, run_id: str, state: dict[str, Any]) -> None:
+        """Take over run ``run_id`` at its checkpoint ``state`` (to evaluate or continue it)."""
         self.run_id = run_id
         self.model.load_checkpoint_state(state["model"])
         self.step = int(state["step"])
-        self.tracker.reopen(run_id)
         self._locate_checkpoint()
+
+    def resume(self, run_id: str, state: dict[str, Any]) -> None:
+        """Continue run ``run_id`` from a loaded checkpoint ``state``."""
+        self.attach(run_id, state)
+        self.tracker.reopen(run_id)
 
     def _locate_checkpoint(self) -> None:
         local = self.tracker.local_artifact_dir(self.run_id)

@@ -117,3 +117,18 @@ def test_broken_plugins_are_named_and_others_keep_working(with_toy, tmp_path, mo
            "disentangle_register_models(): ValueError: boom at registration" in out
     assert main(TOY_RUN) == 0
     assert "warning: plugin 'bad_import'" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_logged_run_and_logs_to_it(with_toy, capsys):
+    assert main(TOY_RUN) == 0
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    run = client.search_runs([client.get_experiment_by_name("toy_blobs").experiment_id])[0]
+    assert "eval/mig" not in run.data.metrics
+    capsys.readouterr()
+    assert main(["evaluate", run.info.run_id, "--metrics", "mig,categorical_accuracy"]) == 0
+    out = capsys.readouterr().out
+    assert "categorical_accuracy skipped: " in out  # the toy model has no categorical code
+    history = client.get_metric_history(run.info.run_id, "eval/mig")
+    assert [m.step for m in history] == [30] and 0 <= history[0].value <= 1
+    assert main(["evaluate", "feedbeef"]) == 2
+    assert "no run with id 'feedbeef'" in capsys.readouterr().err

@@ -82,6 +82,19 @@ def test_resume_refuses_changes_and_finished_runs(with_toy, capsys):
     assert "finished at step 30" in capsys.readouterr().out
 
 
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(with_toy, capsys):
+    assert main(["run", *TOY, "--steps", "50", "--checkpoint-every", "10",
+                 "--set", "diverge_at=25"]) == 1
+    out = capsys.readouterr().out
+    assert "error: loss 'reconstruction' diverged at step 25 (value nan)" in out
+    run = _runs(Path("mlflow.db"))[0]
+    assert run.info.status == "FAILED"
+    state = checkpoints.load(Path(run.info.artifact_uri.removeprefix("file://"))
+                             / runner.CHECKPOINT)
+    assert state["step"] == 20
+    assert all(torch.isfinite(t).all() for t in state["model"]["modules"].values())
+
+
 def test_real_ctrl_c_in_a_subprocess(toy_site, workdir):
     env = {**os.environ, "PYTHONPATH": str(toy_site), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

@@ -48,6 +48,7 @@ class ToyBlobs(FactorDataset):
 class ToyConfig:
     latents: int = option(3, "code dimensions")
     lr: float = option(1e-2, "Adam learning rate")
+    diverge_at: int = option(0, "from this (1-based) step on the loss is NaN; 0: never")
 
 
 class ToyAutoencoder(Model):
@@ -69,6 +70,8 @@ class ToyAutoencoder(Model):
         x = images.to(self.device).flatten(1)
         noise = 0.01 * torch.randn_like(x)
         loss = ((torch.sigmoid(self.decoder(self.encoder(x + noise))) - x) ** 2).mean()
+        if self.config.diverge_at and step + 1 >= self.config.diverge_at:
+            loss = loss * float("nan")
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
