@@ -6,14 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 #: small images are enlarged to at least this many pixels per side so a grid is readable
 MIN_CELL = 48
 
 
-def grid(images: torch.Tensor, pad: int = 2) -> Image.Image:
-    """Lay out images ``[rows, cols, C, H, W]`` in [0, 1] as one picture, with grey gutters."""
+def grid(images: torch.Tensor, pad: int = 2, title: str = "") -> Image.Image:
+    """Lay out images ``[rows, cols, C, H, W]`` in [0, 1] as one picture, with grey gutters.
+
+    A ``title`` is written in a strip above the images.
+    """
     rows, cols, channels, height, width = images.shape
     scale = max(1, -(-MIN_CELL // max(height, width)))
     pixels = images.clamp(0, 1).mul(255).round().to(torch.uint8)
@@ -28,13 +31,20 @@ def grid(images: torch.Tensor, pad: int = 2) -> Image.Image:
         for c in range(cols):
             top, left = pad + r * (height + pad), pad + c * (width + pad)
             sheet[top:top + height, left:left + width] = cells[r, c]
-    return Image.fromarray(sheet)
+    picture = Image.fromarray(sheet)
+    if not title:
+        return picture
+    text_width = int(ImageDraw.Draw(picture).textlength(title)) + 2 * pad
+    titled = Image.new("RGB", (max(picture.width, text_width), picture.height + 14), "white")
+    titled.paste(picture, (0, 14))
+    ImageDraw.Draw(titled).text((pad, 1), title, fill=(0, 0, 0))
+    return titled
 
 
-def save_grid(images: torch.Tensor, path: Path) -> Path:
+def save_grid(images: torch.Tensor, path: Path, title: str = "") -> Path:
     """Write :func:`grid` of ``images`` to ``path`` as PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid(images).save(path)
+    grid(images, title=title).save(path)
     return path
 
 

@@ -334,9 +334,12 @@ class Runner:
         generator = torch.Generator().manual_seed(self.config.seed)
         with eval_mode(self.model):
             samples = self.model.generate(64, generator)
-            pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png")
+            label = f"{self.config.model} on {self.config.dataset}, step {self.step}"
+            pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png",
+                               f"samples: {label}")
             for name, images in self.model.traversals(generator).items():
-                pictures.save_grid(images, folder / "traversals" / f"{name}.png")
+                pictures.save_grid(images, folder / "traversals" / f"{name}.png",
+                                   f"{name} (varies along each row): {label}")
 
 
 def checkpoint_cache(run_id: str) -> Path:
