@@ -58,6 +58,11 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
              registry: Registry, seed: int) -> Evaluation:
     """Score ``model`` with each named metric; the draws depend on ``seed`` alone."""
     result = Evaluation()
+    metric_names = list(metric_names)
+    if metric_names:
+        start = time.perf_counter()
+        result.scores.update(model.prepare_evaluation(seed))
+        result.seconds["prepare_evaluation"] = time.perf_counter() - start
     observer = Observer(model, dataset)
     for index, name in enumerate(metric_names):
         metric = registry.metric(name)
