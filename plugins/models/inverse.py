@@ -44,7 +44,7 @@ Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 class InverseEncoderConfig:
     """Hyper-parameters of the inverse-encoder protocol (a mixin for model configs)."""
 
-    inverse_steps: int = option(1000, "Adam steps fitting the inverse encoder before each "
+    inverse_steps: int = option(500, "Adam steps fitting the inverse encoder before each "
                                       "evaluation")
     inverse_batch_size: int = option(64, "generated samples per inverse-encoder step")
     inverse_lr: float = option(1e-3, "Adam learning rate of the inverse encoder")

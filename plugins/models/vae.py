@@ -71,7 +71,8 @@ class VAE(Model):
 
     name = "vae"
     Config = VAEConfig
-    default_steps = 1500
+    #: about 0.2-0.3 s per step on one busy CPU core: a few minutes for the default run
+    default_steps = 1000
 
     def __init__(self, config: VAEConfig, dataset: FactorDataset, device: torch.device):
         super().__init__(config, dataset, device)
