@@ -1,6 +1,7 @@
 """Baselines on dSprites: every model at its default (CPU) schedule, several seeds, one table.
 
-Each (model, seed) is trained and scored exactly as ``disentangle run MODEL --dataset
+The models, seeds and schedule come from the suite ``suites/baselines_dsprites.yaml``. Each
+(model, seed) is trained and scored exactly as ``disentangle run MODEL --dataset
 dsprites --seed S`` would (same runner, default hyper-parameters and steps, one final
 evaluation with every registered metric). Results are appended to a JSON-lines file as
 each run ends, so an interrupted benchmark keeps what it measured and a second call only
@@ -27,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 import disentangle
 from disentangle.config import RunConfig
 from disentangle.registry import get_registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = ("vae", "beta_vae", "annealed_vae", "factor_vae", "beta_tcvae", "dip_vae_i",
-          "dip_vae_ii", "gan", "infogan")
+SUITE = Path(__file__).resolve().parent / "suites" / "baselines_dsprites.yaml"
 #: columns of the table, in order; per-factor details (``mig.shape``...) stay in the JSON
 HEADLINE = ("mig", "categorical_accuracy")
 
@@ -77,13 +78,13 @@ def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def report(records: list[dict], seeds: int) -> str:
+def report(records: list[dict], models: list[str], seeds: int) -> str:
     """A Markdown table: per model, mean +- std (ddof 1) over finished seeds of each score."""
     lines = [
         "| model | seeds | steps | " + " | ".join(HEADLINE) + " | ms/step | s/run |",
         "| --- | --- | --- | " + " | ".join("---" for _ in HEADLINE) + " | --- | --- |",
     ]
-    for model in MODELS:
+    for model in models:
         rows = [r for r in records if r["model"] == model and r["status"] == "FINISHED"]
         if not rows:
             lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in HEADLINE)
@@ -107,10 +108,14 @@ def _mean_std(values: list[float]) -> str:
 
 
 def main() -> None:
+    suite = yaml.safe_load(SUITE.read_text())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per model")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
-    parser.add_argument("--steps", type=int, default=0, help="0: each model's default")
+    parser.add_argument("--seeds", type=int, default=suite["seeds"],
+                        help="seeds 0..N-1 per model (default: the suite's)")
+    parser.add_argument("--models", default=",".join(suite["models"]),
+                        help="comma-separated models (default: the suite's)")
+    parser.add_argument("--steps", type=int, default=suite["steps"],
+                        help="0: each model's default")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--results", type=Path, default=RESULTS / "baselines_dsprites.jsonl",
                         help="JSON-lines file the runs are appended to")
@@ -119,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     if args.report:
-        print(report(read_results(args.results), args.seeds))
+        print(report(read_results(args.results), models, args.seeds))
         return
     done = {(r["model"], r["seed"]) for r in read_results(args.results)
             if r["status"] == "FINISHED"}
@@ -138,7 +143,7 @@ def main() -> None:
                               if k in record["scores"])
             print(f"{record['model']} seed {record['seed']}: {record['status']} after "
                   f"{record['seconds']:.0f} s  {shown}", flush=True)
-    print(report(read_results(args.results), args.seeds))
+    print(report(read_results(args.results), models, args.seeds))
 
 
 if __name__ == "__main__":
