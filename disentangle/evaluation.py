@@ -56,7 +56,11 @@ class Evaluation:
 
 def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
              registry: Registry, seed: int) -> Evaluation:
-    """Score ``model`` with each named metric; the draws depend on ``seed`` alone."""
+    """Score ``model`` with each named metric; the draws depend on ``seed`` alone.
+
+    The model first gets :meth:`Model.prepare_evaluation` (e.g. a GAN fits its inverse
+    encoder); the diagnostics it returns are logged with the scores.
+    """
     result = Evaluation()
     metric_names = list(metric_names)
     if metric_names:

@@ -28,9 +28,9 @@ class _Blobs:
     image_shape = (1, 16, 16)
 
 
-def _model(cls, **overrides):
+def _model(cls, seed: int = 0, **overrides):
     params = {**TINY, **(FACTOR_TINY if cls is FactorVAE else {}), **overrides}
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return cls(cfg.instantiate(cls.Config, params, cls.name), _Blobs(), "cpu")
 
 
@@ -154,3 +154,21 @@ def test_short_training_lowers_the_loss(cls, blob_batch):
     images = blob_batch
     losses = [model.train_step(images, np.zeros((32, 1)), step)["loss"] for step in range(25)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_checkpoint_state_continues_factor_vae_exactly(blob_batch):
+    """Weights and both optimisers are in the checkpoint: 3 + 3 steps equal 6 steps."""
+    def steps(model, start, stop):
+        for step in range(start, stop):
+            torch.manual_seed(step)
+            model.train_step(blob_batch, np.zeros((32, 1)), step)
+
+    straight = _model(FactorVAE)
+    steps(straight, 0, 6)
+    first = _model(FactorVAE)
+    steps(first, 0, 3)
+    resumed = _model(FactorVAE, seed=42)  # other weights, overwritten by the checkpoint
+    resumed.load_checkpoint_state(first.checkpoint_state())
+    steps(resumed, 3, 6)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
