@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
     ev.set_defaults(handler=cmd_evaluate)
 
+    sync = sub.add_parser("sync", help="send tracking records that waited for an unreachable "
+                                       "store", description="Send the metrics, artifacts and "
+                                       "status that runs on this machine kept while their "
+                                       "tracking store could not be reached.")
+    sync.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to sync (default: all)")
+    sync.add_argument("--tracking-uri", help="send to this store instead of the one each run "
+                                             "was logging to")
+    sync.set_defaults(handler=cmd_sync)
+
     data = sub.add_parser("data", help="dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download a dataset's files (checksummed)")
@@ -142,6 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key, value in result.scores.items():
         print(f"  {key:32s} {value:.4f}")
     print(f"open the MLflow UI with:\n  {ui_command(tracker.uri)}")
+    waiting = len(tracker.pending(result.run_id).records())
+    if waiting:
+        print(f"warning: {waiting} tracking record(s) of this run could not reach {tracker.uri}; "
+              f"they are kept in {tracker.pending(result.run_id).folder}. Send them when the "
+              f"store is back with `disentangle sync {result.run_id}`", file=sys.stderr)
     return {"FINISHED": 0, "KILLED": 130}.get(result.status, 1)
 
 
@@ -175,6 +189,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"logged as eval/<score> at step {job.step} of run {args.run_id}; "
           f"{result.images_encoded} images encoded")
     return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from disentangle.tracking import Tracker, runs_cache
+
+    waiting = {path.parent.parent.name: path.parent
+               for path in runs_cache().glob("*/pending/records.jsonl")}
+    run_ids = args.run_ids or sorted(waiting)
+    if not run_ids:
+        print("no tracking records are waiting")
+        return 0
+    left = 0
+    for run_id in run_ids:
+        if run_id not in waiting:
+            raise UsageError(f"run {run_id} has no tracking records waiting on this machine")
+        tracker = Tracker(args.tracking_uri or (waiting[run_id] / "store.txt").read_text())
+        count = len(tracker.pending(run_id).records())
+        if tracker.flush(run_id, force=True):
+            print(f"run {run_id}: {count} record(s) sent to {tracker.uri}")
+        else:
+            left += 1
+            print(f"run {run_id}: {tracker.uri} still fails; "
+                  f"{len(tracker.pending(run_id).records())} record(s) still waiting")
+    return 1 if left else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

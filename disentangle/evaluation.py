@@ -64,7 +64,8 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
         rng = np.random.default_rng([seed, 7919, index])
         start = time.perf_counter()
         try:
-            scores = metric(observer, rng)
+            with registry.blame("metric", name, f"metric {name!r}"):
+                scores = metric(observer, rng)
         except NotApplicable as why:
             result.skipped[name] = str(why)
             continue

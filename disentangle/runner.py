@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,11 +33,11 @@ from disentangle import checkpoints, pictures
 from disentangle import config as cfg
 from disentangle.config import RunConfig
 from disentangle.datasets import FactorDataset
-from disentangle.errors import DivergenceError, UsageError
+from disentangle.errors import DivergenceError, PluginError, UsageError
 from disentangle.evaluation import Evaluation, evaluate
 from disentangle.models import Model, eval_mode
 from disentangle.registry import Registry
-from disentangle.tracking import Tracker
+from disentangle.tracking import Tracker, run_cache
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -109,8 +110,10 @@ def build_model(setup: Setup, device: torch.device) -> Model:
     torch.manual_seed(setup.config.seed)
     try:
         return setup.model_cls(setup.model_config, setup.dataset, device)
-    except ValueError as exc:
-        raise UsageError(f"model {setup.config.model!r} cannot be built: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"model {setup.config.model!r} cannot be built with these "
+                         f"hyper-parameters on {setup.config.dataset!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -171,6 +174,7 @@ class Runner:
         self.run_id = ""
         self.checkpoint_path = Path()
         self.upload_checkpoints = False
+        self.lock: checkpoints.RunLock | None = None
         self.last_evaluation = Evaluation()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ class Runner:
             path.write_text(yaml.safe_dump(self.config_record(), sort_keys=False))
             self.tracker.log_artifact(self.run_id, path)
         self._locate_checkpoint()
+        self.lock.acquire()
         return self.run_id
 
     def config_record(self) -> dict[str, Any]:
@@ -218,22 +223,24 @@ class Runner:
     def resume(self, run_id: str, state: dict[str, Any]) -> None:
         """Continue run ``run_id`` from a loaded checkpoint ``state``."""
         self.attach(run_id, state)
+        self.lock.acquire()
         self.tracker.reopen(run_id)
 
     def _locate_checkpoint(self) -> None:
         local = self.tracker.local_artifact_dir(self.run_id)
         self.upload_checkpoints = local is None
-        self.checkpoint_path = (local or checkpoint_cache(self.run_id)) / CHECKPOINT
+        self.checkpoint_path = (local or run_cache(self.run_id)) / CHECKPOINT
+        self.lock = checkpoints.RunLock(run_cache(self.run_id) / "lock")
 
     # -- the loop ----------------------------------------------------------------------------
 
     def train(self) -> RunResult:
         """Train to ``config.steps``, evaluate, and close the run (also on Ctrl-C or NaN)."""
         c, stop = self.config, _StopRequest()
-        self.registry.manager.hook.disentangle_before_run(config=c, run_id=self.run_id)
         started = time.perf_counter()
         status = "FAILED"
         try:
+            self.registry.notify("disentangle_before_run", config=c, run_id=self.run_id)
             with stop.installed():
                 self._loop(stop)
             if stop.requested:
@@ -251,8 +258,16 @@ class Runner:
         except DivergenceError as exc:
             self.echo(f"\nerror: {exc}. The last good checkpoint is kept at "
                       f"{self.checkpoint_path}; lower the learning rates or check the data.")
+        except PluginError as exc:
+            report = self.checkpoint_path.parent.parent / "error.txt"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(traceback.format_exc())
+            self.echo(f"\nerror: {exc}\nThe run is marked failed; its last checkpoint is kept "
+                      f"at {self.checkpoint_path}; the full traceback is in {report}.")
         finally:
             self.tracker.end(self.run_id, status)
+            if self.lock is not None:
+                self.lock.release()
         return RunResult(self.run_id, status, self.step, self.last_evaluation.scores,
                          self.last_evaluation.skipped, time.perf_counter() - started)
 
@@ -265,8 +280,10 @@ class Runner:
         with bar:
             while self.step < c.steps and not stop.requested:
                 rng = seed_step(c.seed, self.step)
-                images, factors = self.setup.dataset.sample(c.batch_size, rng)
-                losses = self.model.train_step(images, factors, self.step)
+                with self.registry.blame("dataset", c.dataset, f"sample() at step {self.step + 1}"):
+                    images, factors = self.setup.dataset.sample(c.batch_size, rng)
+                with self.registry.blame("model", c.model, f"train_step() at step {self.step + 1}"):
+                    losses = self.model.train_step(images, factors, self.step)
                 for key, value in losses.items():
                     if not math.isfinite(value):
                         raise DivergenceError(key, self.step + 1, value)
@@ -311,8 +328,8 @@ class Runner:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if "." not in k)
         echo(f"step {self.step}: {shown or 'no scores'}"
              + "".join(f"\n  {k} skipped: {why}" for k, why in result.skipped.items()))
-        self.registry.manager.hook.disentangle_after_eval(
-            run_id=self.run_id, step=self.step, scores=dict(result.scores))
+        self.registry.notify("disentangle_after_eval", run_id=self.run_id, step=self.step,
+                             scores=dict(result.scores))
         return result
 
     def finish(self) -> None:
@@ -337,14 +354,13 @@ class Runner:
             label = f"{self.config.model} on {self.config.dataset}, step {self.step}"
             pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png",
                                f"samples: {label}")
-            for name, images in self.model.traversals(generator).items():
+            with self.registry.blame("model", self.config.model, "traversals()"):
+                traversals = self.model.traversals(generator)
+                for name in traversals:
+                    pictures.check_file_name(name)
+            for name, images in traversals.items():
                 pictures.save_grid(images, folder / "traversals" / f"{name}.png",
                                    f"{name} (varies along each row): {label}")
-
-
-def checkpoint_cache(run_id: str) -> Path:
-    """Local folder for checkpoints of runs whose artifact store is remote."""
-    return Path.home() / ".cache" / "disentangle" / "runs" / run_id
 
 
 def config_from_record(record: dict[str, Any]) -> RunConfig:
@@ -359,7 +375,7 @@ def load_run_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
     tracker.get_run(run_id)
     local = tracker.local_artifact_dir(run_id)
     candidates = [local / CHECKPOINT] if local is not None else []
-    candidates.append(checkpoint_cache(run_id) / CHECKPOINT)
+    candidates.append(run_cache(run_id) / CHECKPOINT)
     for path in candidates:
         if path.is_file():
             return checkpoints.load(path)
