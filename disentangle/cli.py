@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "and log eval/<score> to the same run at its step.")
     ev.add_argument("run_id")
     ev.add_argument("--metrics", help="comma-separated metrics (default: the run's)")
+    ev.add_argument("--param", dest="params", action="append", default=[],
+                    metavar="METRIC.NAME=VALUE",
+                    help="a metric's sampling parameter, e.g. dci.num_train=1000 (repeatable)")
     ev.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     ev.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
     ev.set_defaults(handler=cmd_evaluate)
@@ -173,21 +176,24 @@ def _stored_run(tracker: Tracker, run_id: str, registry: Registry,
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from disentangle import runner
+    from disentangle.evaluation import parse_metric_params
     from disentangle.tracking import Tracker
 
     registry = _registry()
     tracker = Tracker(args.tracking_uri)
     state, setup = _stored_run(tracker, args.run_id, registry,
                                metrics=_metric_names(args.metrics), device=args.device)
+    params = parse_metric_params(registry, split_assignments(args.params))
     job = runner.Runner(setup, registry, tracker, runner.resolve_device(setup.config.device))
     job.attach(args.run_id, state)
     print(f"evaluating run {args.run_id} at step {job.step} on {job.device}...")
-    result = job.evaluate(print)
+    result = job.evaluate(print, params)
     for key, value in result.scores.items():
         print(f"  {key:32s} {value:.4f}  ({result.seconds.get(key.split('.')[0], 0):.1f} s)"
               if "." not in key else f"  {key:32s} {value:.4f}")
     print(f"logged as eval/<score> at step {job.step} of run {args.run_id}; "
-          f"{result.images_encoded} images encoded")
+          f"{result.images_encoded:,} images encoded for {result.rows_requested:,} rows "
+          f"requested" + (" (whole factor grid)" if result.grid else ""))
     return 0
 
 
@@ -220,8 +226,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for kind in KINDS:
         entries = sorted(registry.entries[kind].values(), key=lambda e: e.name)
         print(f"{kind}s:")
+        width = max([22] + [len(e.name) for e in entries])
         for e in entries:
-            print(f"  {e.name:22s} {e.distribution:24s} {e.summary}")
+            print(f"  {e.name:{width}s} {e.distribution:24s} {e.summary}")
         if not entries:
             print("  (none)")
     if registry.failures:

@@ -318,10 +318,14 @@ class Runner:
         if self.upload_checkpoints:
             self.tracker.log_artifact(self.run_id, self.checkpoint_path, "checkpoints")
 
-    def evaluate(self, echo: Callable[[str], None]) -> Evaluation:
-        """Score the model with the run's metrics and log ``eval/<score>`` at this step."""
+    def evaluate(self, echo: Callable[[str], None],
+                 params: dict[str, dict[str, Any]] | None = None) -> Evaluation:
+        """Score the model with the run's metrics and log ``eval/<score>`` at this step.
+
+        ``params`` overrides metric sampler parameters (metric name -> name -> value).
+        """
         result = evaluate(self.model, self.setup.dataset, self.config.metrics, self.registry,
-                          self.config.seed)
+                          self.config.seed, params, progress=self.progress)
         self.last_evaluation = result
         self.tracker.log_metrics(self.run_id, {f"eval/{k}": v for k, v in result.scores.items()},
                                  self.step)
