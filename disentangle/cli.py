@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from disentangle import __version__
-from disentangle.config import RunConfig, fields_help, split_assignments
+from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
 from disentangle.errors import UsageError
 from disentangle.registry import KINDS, Registry, get_registry
 
@@ -245,13 +245,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     defaults = {}
     if args.dataset:
         defaults = model_cls.dataset_defaults(registry.dataset(args.dataset)())
+    # the values a run would use: a config may derive unset options from others
+    resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
     print(f"{entry.name} ({entry.distribution}): {entry.summary}")
     print(f"default schedule: {model_cls.default_steps} steps")
     print("hyper-parameters (set with --set KEY=VALUE):")
-    for name, type_text, default, text in fields_help(model_cls.Config):
-        value = defaults.get(name, default)
+    rows = fields_help(model_cls.Config)
+    width = max(len(type_text) for _, type_text, _, _ in rows)
+    for name, type_text, _, text in rows:
+        value = resolved[name]
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        print(f"  {name:20s} {type_text:22s} {str(shown):14s} {text}")
+        print(f"  {name:20s}  {type_text:{width}s}  {str(shown):14s}  {text}")
     return 0
 
 

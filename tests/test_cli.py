@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,11 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
     out = capsys.readouterr().out
     assert "lambda_continuous" in out and "Adam learning rate of G" in out
     # the dataset-specific default: one categorical code per categorical factor
-    assert next(x for x in out.splitlines() if "categorical_sizes" in x).split()[2] == "3"
+    line = next(x for x in out.splitlines() if "categorical_sizes" in x)
+    assert re.split(r"\s{2,}", line.strip())[1:3] == ["tuple[int,...] | None", "3"]
+    # options the dataset's arch preset fills in are shown with the preset's value
+    line = next(x for x in out.splitlines() if x.split()[0] == "arch")
+    assert re.split(r"\s{2,}", line.strip())[2] == "digits"
 
 
 @pytest.mark.parametrize("argv, expected", [
