@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from disentangle import __version__
 from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
@@ -18,8 +17,7 @@ from disentangle.errors import UsageError
 from disentangle.registry import KINDS, Registry, get_registry
 
 if TYPE_CHECKING:
-    from disentangle.runner import Setup
-    from disentangle.tracking import Tracker
+    pass
 
 
 def _registry(quiet: bool = False) -> Registry:
@@ -120,34 +118,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registry = _registry()
     overrides = split_assignments(args.overrides)
+    progress = not args.no_progress
     if args.resume:
         if overrides:
             raise UsageError("--set cannot change the hyper-parameters of a resumed run")
         tracker = Tracker(args.tracking_uri)
-        state, setup = _stored_run(tracker, args.resume, registry, steps=args.steps,
-                                   device=args.device)
+        stored = runner.stored_run(tracker, args.resume, registry)[1].config
         for key in ("model", "dataset"):
-            given, stored = getattr(args, key), getattr(setup.config, key)
-            if given is not None and given != stored:
-                raise UsageError(f"run {args.resume} trained {key} {stored!r}, not {given!r}")
-        if setup.config.steps <= int(state["step"]):
-            raise UsageError(f"run {args.resume} already completed {state['step']} of "
-                             f"{setup.config.steps} steps; pass a larger --steps to extend it")
+            given = getattr(args, key)
+            if given is not None and given != getattr(stored, key):
+                raise UsageError(f"run {args.resume} trained {key} {getattr(stored, key)!r}, "
+                                 f"not {given!r}")
+        job = runner.continue_run(args.resume, registry, tracker, steps=args.steps,
+                                  device=args.device, progress=progress)
     else:
         if args.model is None:
             raise UsageError("name a model to train (see `disentangle list`) or --resume RUN_ID")
-        setup = runner.prepare(_run_config(args), overrides, registry)
+        config = _run_config(args)
+        runner.prepare(config, overrides, registry)  # bad settings fail before the store is used
         tracker = Tracker(args.tracking_uri)
-    device = runner.resolve_device(setup.config.device)
-    job = runner.Runner(setup, registry, tracker, device, progress=not args.no_progress)
-    c = setup.config
-    if args.resume:
-        job.resume(args.resume, state)
-        print(f"resuming run {job.run_id} at step {job.step} of {c.steps} on {device}")
-    else:
-        job.start()
-        print(f"run {job.run_id}: {c.model} on {c.dataset}, seed {c.seed}, {c.steps} steps of "
-              f"batch {c.batch_size} on {device}")
+        job = runner.new_run(config, overrides, registry, tracker, progress=progress)
     result = job.train()
     print(f"\nrun {result.run_id} {result.status.lower()} at step {result.step} "
           f"after {result.seconds:.0f} s")
@@ -162,18 +152,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return {"FINISHED": 0, "KILLED": 130}.get(result.status, 1)
 
 
-def _stored_run(tracker: Tracker, run_id: str, registry: Registry,
-                **changes: Any) -> tuple[dict[str, Any], Setup]:
-    """The checkpoint and resolved setup of a logged run, with ``changes`` to its config."""
-    from disentangle import runner
-    from disentangle.checkpoints import decode_config
-
-    state = runner.load_run_checkpoint(tracker, run_id)
-    config = runner.config_from_record(decode_config(state["config"]))
-    config = replace(config, **{k: v for k, v in changes.items() if v})
-    return state, runner.prepare(config, {}, registry)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from disentangle import runner
     from disentangle.evaluation import parse_metric_params
@@ -181,8 +159,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     registry = _registry()
     tracker = Tracker(args.tracking_uri)
-    state, setup = _stored_run(tracker, args.run_id, registry,
-                               metrics=_metric_names(args.metrics), device=args.device)
+    state, setup = runner.stored_run(tracker, args.run_id, registry,
+                                       metrics=_metric_names(args.metrics), device=args.device)
     params = parse_metric_params(registry, split_assignments(args.params))
     job = runner.Runner(setup, registry, tracker, runner.resolve_device(setup.config.device))
     job.attach(args.run_id, state)

@@ -179,7 +179,7 @@ class Runner:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, extra_tags: dict[str, str] | None = None) -> str:
         """Open a new MLflow run and record the resolved config; returns the run id."""
         c = self.config
         models, datasets = self.registry.entries["model"], self.registry.entries["dataset"]
@@ -194,6 +194,7 @@ class Runner:
         commit = _git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
+        tags.update(extra_tags or {})
         self.run_id = self.tracker.start_run(c.experiment or c.dataset,
                                              f"{c.model}-{c.dataset}-{c.seed}", tags)
         self.tracker.log_params(self.run_id, cfg.flatten(c))
@@ -372,6 +373,42 @@ def config_from_record(record: dict[str, Any]) -> RunConfig:
     params = record.get("params") or {}
     config = cfg.instantiate(RunConfig, {**record, "params": ()}, "run")
     return replace(config, params=tuple(params.items()))
+
+
+def new_run(config: RunConfig, overrides: dict[str, str], registry: Registry, tracker: Tracker,
+            tags: dict[str, str] | None = None, echo: Callable[[str], None] = print,
+            progress: bool = True) -> Runner:
+    """Validate a run's settings, build its model and open its MLflow run (not trained yet)."""
+    setup = prepare(config, overrides, registry)
+    job = Runner(setup, registry, tracker, resolve_device(setup.config.device), echo, progress)
+    job.start(tags)
+    c = job.config
+    echo(f"run {job.run_id}: {c.model} on {c.dataset}, seed {c.seed}, {c.steps} steps of "
+         f"batch {c.batch_size} on {job.device}")
+    return job
+
+
+def stored_run(tracker: Tracker, run_id: str, registry: Registry,
+               **changes: Any) -> tuple[dict[str, Any], Setup]:
+    """The checkpoint and resolved setup of a logged run, with ``changes`` to its config."""
+    state = load_run_checkpoint(tracker, run_id)
+    config = config_from_record(checkpoints.decode_config(state["config"]))
+    config = replace(config, **{k: v for k, v in changes.items() if v})
+    return state, prepare(config, {}, registry)
+
+
+def continue_run(run_id: str, registry: Registry, tracker: Tracker, steps: int | None = None,
+                 device: str | None = None, echo: Callable[[str], None] = print,
+                 progress: bool = True) -> Runner:
+    """Reopen a stopped run at its checkpoint (optionally extended to ``steps``)."""
+    state, setup = stored_run(tracker, run_id, registry, steps=steps, device=device)
+    if setup.config.steps <= int(state["step"]):
+        raise UsageError(f"run {run_id} already completed {state['step']} of "
+                         f"{setup.config.steps} steps; pass a larger --steps to extend it")
+    job = Runner(setup, registry, tracker, resolve_device(setup.config.device), echo, progress)
+    job.resume(run_id, state)
+    echo(f"resuming run {job.run_id} at step {job.step} of {job.config.steps} on {job.device}")
+    return job
 
 
 def load_run_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
