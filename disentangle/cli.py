@@ -87,6 +87,41 @@ def _parser() -> argparse.ArgumentParser:
                                              "was logging to")
     sync.set_defaults(handler=cmd_sync)
 
+    bench = sub.add_parser("bench", help="run a suite of runs; skips finished ones, resumes "
+                                         "interrupted ones",
+                           description="Run every run of a suite file (benchmarks/suites/"
+                                       "NAME.yaml or a path). Rerunning the same suite skips "
+                                       "finished runs and resumes interrupted ones.")
+    bench.add_argument("suite", help="suite name or YAML file")
+    bench.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
+    bench.add_argument("--retry-failed", action="store_true",
+                       help="start runs that failed before again (default: leave them)")
+    bench.add_argument("--dry-run", action="store_true", help="list the runs and what would "
+                                                              "happen to each; train nothing")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(handler=cmd_bench)
+
+    cmp = sub.add_parser("compare", help="scores of logged runs as a table and box plots",
+                         description="Mean and standard deviation of each score per model "
+                                     "setting, over the finished runs of an experiment or "
+                                     "suite.")
+    cmp.add_argument("--experiment", help="only this MLflow experiment")
+    cmp.add_argument("--suite", help="only the runs of this suite")
+    cmp.add_argument("--metrics", help="comma-separated scores (default: every eval score)")
+    cmp.add_argument("--csv", metavar="FILE", help="also write the per-run table as CSV")
+    cmp.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    cmp.add_argument("--plot", metavar="PNG", help="box plots per model (default with --suite: "
+                                                   "comparison-SUITE.png)")
+    cmp.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
+    cmp.set_defaults(handler=cmd_compare)
+
+    ui = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                                                        "loopback only)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    ui.set_defaults(handler=cmd_ui)
+
     data = sub.add_parser("data", help="dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download a dataset's files (checksummed)")
@@ -197,6 +232,104 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"run {run_id}: {tracker.uri} still fails; "
                   f"{len(tracker.pending(run_id).records())} record(s) still waiting")
     return 1 if left else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from disentangle import suites
+    from disentangle.tracking import Tracker
+
+    registry = _registry()
+    suite = suites.load_suite(args.suite, registry)
+    tracker = Tracker(args.tracking_uri)
+    if args.dry_run:
+        for spec in suite.specs:
+            found = suites.existing_run(tracker, spec)
+            state = found.info.status.lower() if found is not None else "new"
+            print(f"  {state:9s} {spec.label}  [{spec.key}]")
+        print(f"suite {suite.name}: {len(suite.specs)} runs in experiment {suite.experiment}")
+        return 0
+    parent = suites.suite_parent(tracker, suite)
+    tracker.reopen(parent)
+    print(f"suite {suite.name}: {len(suite.specs)} runs in experiment {suite.experiment} "
+          f"(parent run {parent})")
+    counts: dict[str, int] = {}
+    bar = tqdm(total=len(suite.specs), desc=f"suite {suite.name}", unit="run",
+               disable=args.no_progress, dynamic_ncols=True)
+    status = "FINISHED"
+    with bar:
+        for spec in suite.specs:
+            bar.set_postfix_str(spec.label)
+            outcome = suites.run_spec(spec, suite.name, parent, registry, tracker,
+                                      args.retry_failed, echo=bar.write,
+                                      progress=not args.no_progress)
+            counts[outcome.action] = counts.get(outcome.action, 0) + 1
+            bar.write(f"{outcome.action:>13s}: {spec.label} -> run {outcome.run_id} "
+                      f"{outcome.status.lower()}")
+            bar.update(1)
+            if outcome.status == "KILLED":
+                status = "KILLED"
+                break
+            if outcome.status == "FAILED":
+                status = "FAILED"
+    tracker.end(parent, status)
+    print(f"suite {suite.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    if status == "KILLED":
+        print(f"interrupted: rerun `disentangle bench {args.suite}` to continue")
+        return 130
+    print(f"compare with: disentangle compare --suite {suite.name}")
+    return 0 if status == "FINISHED" else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from disentangle import compare
+    from disentangle.suites import PARENT_TAG
+    from disentangle.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    runs = compare.load_runs(tracker.uri, args.experiment, args.suite)
+    if runs.empty:
+        raise UsageError("no finished runs match" + (f" suite {args.suite!r}" if args.suite
+                                                     else "") + f" in {tracker.uri}")
+    metrics = list(_metric_names(args.metrics) or compare.metric_names(runs))
+    table = compare.tidy(runs, metrics)
+    summary = compare.summarize(table, metrics)
+    shown = compare.formatted(summary, metrics)
+    print(compare.markdown(shown) if args.markdown else shown.to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"per-run table written to {args.csv}")
+    plot = args.plot or (f"comparison-{args.suite}.png" if args.suite else None)
+    if plot:
+        title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
+        compare.plot(table, metrics, Path(plot), title)
+        print(f"box plots written to {plot}")
+        if args.suite:
+            parent = runs[f"tags.{PARENT_TAG}"].dropna().unique()
+            for run_id in parent[:1]:
+                tracker.log_artifact(run_id, Path(plot))
+                print(f"logged as an artifact of the suite's parent run {run_id}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from disentangle.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(f"{uri} is a tracking server: open it in a browser")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
