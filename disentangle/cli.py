@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--dry-run", action="store_true", help="list the runs and what would "
                                                               "happen to each; train nothing")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: one run after another here (default); ray: one Ray task "
+                            "per run")
+    bench.add_argument("--address", help="Ray cluster address (default: start Ray here)")
+    bench.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs per run")
+    bench.add_argument("--gpus-per-run", type=float, default=0, help="Ray: GPUs per run")
     bench.set_defaults(handler=cmd_bench)
 
     cmp = sub.add_parser("compare", help="scores of logged runs as a table and box plots",
@@ -235,9 +241,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from disentangle import suites
+    from disentangle import executors, suites
     from disentangle.tracking import Tracker
 
     registry = _registry()
@@ -253,27 +257,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     parent = suites.suite_parent(tracker, suite)
     tracker.reopen(parent)
     print(f"suite {suite.name}: {len(suite.specs)} runs in experiment {suite.experiment} "
-          f"(parent run {parent})")
-    counts: dict[str, int] = {}
-    bar = tqdm(total=len(suite.specs), desc=f"suite {suite.name}", unit="run",
-               disable=args.no_progress, dynamic_ncols=True)
-    status = "FINISHED"
-    with bar:
-        for spec in suite.specs:
-            bar.set_postfix_str(spec.label)
-            outcome = suites.run_spec(spec, suite.name, parent, registry, tracker,
-                                      args.retry_failed, echo=bar.write,
-                                      progress=not args.no_progress)
-            counts[outcome.action] = counts.get(outcome.action, 0) + 1
-            bar.write(f"{outcome.action:>13s}: {spec.label} -> run {outcome.run_id} "
-                      f"{outcome.status.lower()}")
-            bar.update(1)
-            if outcome.status == "KILLED":
-                status = "KILLED"
-                break
-            if outcome.status == "FAILED":
-                status = "FAILED"
+          f"(parent run {parent}), executor {args.executor}")
+    progress = not args.no_progress
+    if args.executor == "ray":
+        outcomes = executors.run_ray(suite, parent, tracker.uri, args.address,
+                                     args.cpus_per_run, args.gpus_per_run, args.retry_failed,
+                                     progress)
+    else:
+        outcomes = executors.run_local(suite, parent, registry, tracker, args.retry_failed,
+                                       progress)
+    statuses = {o.status for o in outcomes}
+    status = next((s for s in ("KILLED", "FAILED") if s in statuses), "FINISHED")
     tracker.end(parent, status)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.action] = counts.get(outcome.action, 0) + 1
     print(f"suite {suite.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
     if status == "KILLED":
         print(f"interrupted: rerun `disentangle bench {args.suite}` to continue")

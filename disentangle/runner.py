@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import signal
 import subprocess
@@ -188,6 +189,8 @@ class Runner:
             "torch.version": torch.__version__,
             "device": str(self.device),
             "host.python": platform.python_version(),
+            "host.name": platform.node(),
+            "host.pid": str(os.getpid()),
             "model.distribution": models[c.model].distribution,
             "dataset.distribution": datasets[c.dataset].distribution,
         }
