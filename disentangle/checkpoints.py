@@ -27,6 +27,8 @@ def save(path: Path, state: dict[str, Any]) -> None:
     """Atomically write ``state`` (tensors, numbers, strings, nested dicts/lists) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -69,3 +71,43 @@ def encode_config(config: dict[str, Any]) -> str:
 
 def decode_config(text: str) -> dict[str, Any]:
     return json.loads(text)
+
+
+class RunLock:
+    """An exclusive lock held by the one process that trains a run.
+
+    It is an ``flock`` on a file in the run's cache folder: the kernel releases it when the
+    process dies, even by ``kill -9``, so a crashed run can always be resumed, while a run
+    still training elsewhere on this machine cannot be resumed twice. (On systems without
+    ``fcntl``, such as Windows, the lock is not taken and this check is not made.)
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 (held open until release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise UsageError(f"this run is being trained right now by process {owner}; "
+                             "wait for it to stop (or stop it) before resuming") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the flock
+            self._handle = None

@@ -61,6 +61,10 @@ def _type_text(tp: Any) -> str:
         return " | ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"tuple[{_type_text(typing.get_args(tp)[0])},...]"
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "None"
     return getattr(tp, "__name__", str(tp))
 
 

@@ -25,3 +25,12 @@ class DivergenceError(RuntimeError):
     def __init__(self, loss: str, step: int, value: float):
         super().__init__(f"loss {loss!r} diverged at step {step} (value {value})")
         self.loss, self.step, self.value = loss, step, value
+
+
+class PluginError(RuntimeError):
+    """A plugin's code raised: the message names the plugin, where it failed and the error."""
+
+    def __init__(self, plugin: str, distribution: str, where: str, error: BaseException):
+        super().__init__(f"plugin {plugin!r} ({distribution}) raised in {where}: "
+                         f"{type(error).__name__}: {error}")
+        self.plugin, self.distribution, self.where, self.error = plugin, distribution, where, error

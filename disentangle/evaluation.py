@@ -1,44 +1,97 @@
-"""Scoring a model: factor rows -> images -> codes -> metric scores."""
+"""Scoring a model: factor rows -> images -> codes -> metric scores.
+
+Every image is encoded at most once per evaluation. For a deterministic dataset (images a
+function of the factors) the :class:`Observer` keeps the codes of every factor combination
+it has encoded and answers repeats by lookup. When the metrics of an evaluation will ask
+for more rows than the dataset's factor grid has combinations, :func:`evaluate` has the
+whole grid encoded first, in large batches, and every metric is then answered by lookup.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from disentangle.config import parse_value
 from disentangle.datasets import FactorDataset
-from disentangle.errors import NotApplicable
+from disentangle.errors import NotApplicable, UsageError
 from disentangle.models import Model, Representation
 from disentangle.registry import Registry
 
+#: encodings at least this large show a progress bar
+_PROGRESS_FROM = 100_000
+
 
 class Observer:
-    """Gives metrics the codes of the images at given factors, encoded in large batches.
+    """Gives metrics the codes of the images at given factor rows, encoded in large batches.
 
-    It counts the images it encodes, so benchmarks can report the encoder cost of a metric.
+    For a deterministic dataset each factor combination (``dataset.index``) is encoded once
+    and looked up afterwards. A dataset whose factors are labels shared by many images
+    (``deterministic = False``) gets fresh images, drawn with the caller's ``rng``, for
+    every request. ``images_encoded`` counts what went through the encoder and
+    ``rows_requested`` what the metrics asked for.
     """
 
-    def __init__(self, model: Model, dataset: FactorDataset, batch_size: int = 512):
+    def __init__(self, model: Model, dataset: FactorDataset, batch_size: int = 1024,
+                 progress: bool = False):
         self.model = model
         self.dataset = dataset
         self.batch_size = batch_size
+        self.progress = progress
         self.images_encoded = 0
+        self.rows_requested = 0
+        #: sorted grid indices already encoded, and their codes in the same order
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._codes: Representation | None = None
 
-    @torch.no_grad()
     def __call__(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
         factors = self.dataset.check_factors(factors)
+        self.rows_requested += len(factors)
+        if not self.dataset.deterministic:
+            return self._encode(factors, rng)
+        keys = self.dataset.index(factors)
+        self._add(np.unique(keys), rng)
+        return self._codes.take(np.searchsorted(self._keys, keys))
+
+    def encode_grid(self, rng: np.random.Generator) -> None:
+        """Encode every factor combination of the (deterministic) dataset not yet encoded."""
+        if not self.dataset.deterministic:
+            raise ValueError(f"dataset {self.dataset.name!r} has no deterministic factor grid")
+        self._add(np.arange(self.dataset.num_combinations, dtype=np.int64), rng)
+
+    def _add(self, keys: np.ndarray, rng: np.random.Generator) -> None:
+        """Encode the sorted unique grid indices ``keys`` that are not cached yet."""
+        new = keys[~np.isin(keys, self._keys, assume_unique=True)]
+        if not len(new):
+            return
+        codes = self._encode(self.dataset.factors_of(new), rng)
+        keys = np.concatenate([self._keys, new])
+        order = np.argsort(keys, kind="stable")
+        merged = codes if self._codes is None else Representation.concatenate([self._codes,
+                                                                               codes])
+        self._keys, self._codes = keys[order], merged.take(order)
+
+    @torch.no_grad()
+    def _encode(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
         parts = []
         was_training = self.model.training
         self.model.eval()
+        bar = tqdm(total=len(factors), unit="img", desc="encoding", leave=False,
+                   disable=not self.progress or len(factors) < _PROGRESS_FROM)
         try:
             for start in range(0, len(factors), self.batch_size):
                 chunk = factors[start:start + self.batch_size]
                 images = self.dataset.images(chunk, rng).to(self.model.device)
                 parts.append(self.model.encode(images))
+                bar.update(len(chunk))
         finally:
+            bar.close()
             self.model.train(was_training)
         self.images_encoded += len(factors)
         return Representation.concatenate(parts)
@@ -46,38 +99,101 @@ class Observer:
 
 @dataclass
 class Evaluation:
-    """The outcome of one evaluation: scores, metrics skipped (with why), and timing."""
+    """The outcome of one evaluation: scores, metrics skipped (with why), and costs.
+
+    ``seconds`` has one entry per metric scored, plus ``"encode_grid"`` when the whole grid
+    was encoded up front; ``grid`` says whether it was.
+    """
 
     scores: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     images_encoded: int = 0
+    rows_requested: int = 0
+    grid: bool = False
+
+
+def parse_metric_params(registry: Registry,
+                        assignments: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``{"dci.num_train": "1000"}`` -> ``{"dci": {"num_train": 1000}}``, each value parsed
+    as the type of the parameter's default; unknown names raise UsageError."""
+    params: dict[str, dict[str, Any]] = {}
+    for key, text in assignments.items():
+        name, _, param = key.rpartition(".")
+        if not name:
+            raise UsageError(f"metric parameters are METRIC.NAME=VALUE, got {key!r}")
+        defaults = registry.metric(name).parameters()
+        if param not in defaults:
+            raise UsageError(f"metric {name!r} has no parameter {param!r}; "
+                             f"it has: {', '.join(defaults)}")
+        try:
+            params.setdefault(name, {})[param] = parse_value(type(defaults[param]), text)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"bad value {text!r} for {key}: {exc}") from None
+    return params
+
+
+def plan_grid(dataset: FactorDataset, rows_requested: int) -> bool:
+    """Whether to encode ``dataset``'s whole factor grid first: when it is deterministic and
+    the metrics will ask for more rows than it has combinations."""
+    return dataset.deterministic and rows_requested > dataset.num_combinations
 
 
 def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
-             registry: Registry, seed: int) -> Evaluation:
+             registry: Registry, seed: int,
+             params: Mapping[str, Mapping[str, Any]] | None = None,
+             batch_size: int = 1024, grid: bool | None = None,
+             progress: bool = False, observer: Observer | None = None) -> Evaluation:
     """Score ``model`` with each named metric; the draws depend on ``seed`` alone.
 
-    The model first gets :meth:`Model.prepare_evaluation` (e.g. a GAN fits its inverse
-    encoder); the diagnostics it returns are logged with the scores.
+    ``params`` maps a metric name to parameters of its sampler (``num_train``...).
+    ``grid`` forces (True) or forbids (False) encoding the whole factor grid first; by
+    default :func:`plan_grid` decides from what the metrics say they will ask for. The
+    scores do not depend on this choice for a deterministic encoder. ``observer`` reuses
+    the encodings of an earlier evaluation of the same model (its counters keep adding up).
+
+    When there are metrics, the model first gets :meth:`Model.prepare_evaluation` (e.g. a
+    GAN fits its inverse encoder), so every encoding is made after it; the diagnostics it
+    returns are logged with the scores.
     """
+    params = dict(params or {})
+    metrics = [registry.metric(name) for name in metric_names]
+    unknown = set(params) - {m.name for m in metrics}
+    if unknown:
+        raise UsageError(f"parameters given for metrics not evaluated: {sorted(unknown)}")
+    try:
+        resolved = {m.name: m.resolve(params.get(m.name)) for m in metrics}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     result = Evaluation()
-    metric_names = list(metric_names)
-    if metric_names:
+    if metrics:
         start = time.perf_counter()
         result.scores.update(model.prepare_evaluation(seed))
         result.seconds["prepare_evaluation"] = time.perf_counter() - start
-    observer = Observer(model, dataset)
-    for index, name in enumerate(metric_names):
-        metric = registry.metric(name)
+    if observer is None:
+        observer = Observer(model, dataset, batch_size, progress)
+    elif observer.model is not model or observer.dataset is not dataset:
+        raise ValueError("the observer given encodes another model or dataset")
+    if grid is None:
+        # metrics that do not say what they ask for count as asking nothing
+        requested = [m.images_requested(dataset, params.get(m.name)) for m in metrics]
+        grid = plan_grid(dataset, sum(n for n in requested if n is not None))
+    if grid:
+        start = time.perf_counter()
+        observer.encode_grid(np.random.default_rng([seed, 7919]))
+        result.seconds["encode_grid"] = time.perf_counter() - start
+        result.grid = True
+    for index, metric in enumerate(metrics):
         rng = np.random.default_rng([seed, 7919, index])
         start = time.perf_counter()
         try:
-            scores = metric(observer, rng)
+            with registry.blame("metric", metric.name, f"metric {metric.name!r}"):
+                scores = metric(observer, rng, **resolved[metric.name])
         except NotApplicable as why:
-            result.skipped[name] = str(why)
+            result.skipped[metric.name] = str(why)
             continue
-        result.seconds[name] = time.perf_counter() - start
+        result.seconds[metric.name] = time.perf_counter() - start
         result.scores.update({k: float(v) for k, v in scores.items()})
     result.images_encoded = observer.images_encoded
+    result.rows_requested = observer.rows_requested
     return result

@@ -13,6 +13,7 @@ on for every metric plugin, third-party ones included.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,21 +21,51 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from disentangle.datasets import FactorDataset
     from disentangle.evaluation import Observer
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its name, a one-line summary, its core and its sampler."""
+    """A registered metric: its name, a one-line summary, its core and its sampler.
+
+    ``images(dataset, **params)``, when given, says how many factor rows ``score`` asks the
+    observer for under its resolved parameters (every keyword of ``score``). The evaluator
+    adds these up to decide whether encoding the dataset's whole factor grid once is cheaper
+    than encoding the samples; a metric without it is not counted in that decision.
+    """
 
     name: str
     summary: str
     core: Callable[..., dict[str, float]]
     score: Callable[..., dict[str, float]]
+    images: Callable[..., int] | None = None
 
     def __call__(self, observer: Observer, rng: np.random.Generator,
                  **params: Any) -> dict[str, float]:
         return self.score(observer, rng, **params)
+
+    def parameters(self) -> dict[str, Any]:
+        """The sampler's parameters and their defaults (every keyword after observer, rng)."""
+        listed = list(inspect.signature(self.score).parameters.values())[2:]
+        return {p.name: p.default for p in listed}
+
+    def resolve(self, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``params`` over the defaults; an unknown name is an error that lists the known ones."""
+        resolved = self.parameters()
+        unknown = set(params or {}) - set(resolved)
+        if unknown:
+            raise ValueError(f"metric {self.name!r} has no parameter "
+                             f"{', '.join(sorted(unknown))}; it has: {', '.join(resolved)}")
+        resolved.update(params or {})
+        return resolved
+
+    def images_requested(self, dataset: FactorDataset,
+                         params: dict[str, Any] | None = None) -> int | None:
+        """Factor rows ``score`` will ask for with ``params``; None when it does not say."""
+        if self.images is None:
+            return None
+        return int(self.images(dataset, **self.resolve(params)))
 
 
 def factor_labels(names: Sequence[str] | None, count: int) -> list[str]:
@@ -44,6 +75,37 @@ def factor_labels(names: Sequence[str] | None, count: int) -> list[str]:
     if len(names) != count:
         raise ValueError(f"{len(names)} factor names for {count} factors")
     return list(names)
+
+
+def sample_codes(observer: Observer, num_points: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``[n, d]`` (all codes as floats) and factors ``[n, K]`` of ``num_points``
+    combinations drawn uniformly from the observer's dataset."""
+    factors = observer.dataset.sample_factors(num_points, rng)
+    return observer(factors, rng).codes(), factors
+
+
+def fixed_factor_batches(dataset: FactorDataset, num_batches: int, batch_size: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Batches of factor rows in which one factor, drawn per batch, is held at one value.
+
+    Returns ``factors`` ``[num_batches, batch_size, K]`` and ``fixed`` ``[num_batches]``, the
+    held factor of each batch; the held value is the batch's first row's (the reference
+    protocol's FactorVAE draw), every other entry is uniform.
+    """
+    fixed = rng.integers(0, dataset.num_factors, num_batches)
+    factors = dataset.sample_factors(num_batches * batch_size, rng)
+    factors = factors.reshape(num_batches, batch_size, dataset.num_factors)
+    batches = np.arange(num_batches)
+    factors[batches, :, fixed] = factors[batches, 0, fixed][:, None]
+    return factors, fixed
+
+
+def batch_codes(observer: Observer, factors: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Codes of batched factor rows ``[B, L, K]`` as ``[B, L, d]`` (one observer call)."""
+    flat = factors.reshape(-1, factors.shape[-1])
+    return observer(flat, rng).codes().reshape(*factors.shape[:-1], -1)
 
 
 def discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
@@ -104,6 +166,17 @@ def entropies(labels: np.ndarray) -> np.ndarray:
         p = np.bincount(dense, minlength=n_values) / len(dense)
         result[j] = -(p * np.log(p)).sum()
     return result
+
+
+def normalized_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
+    """Entropy of ``weights`` normalised to sum 1 along ``axis``, in base ``weights.shape[axis]``.
+
+    Values lie in [0, 1]: 0 for all weight on one entry, 1 for equal weights. (This is
+    ``scipy.stats.entropy(weights, base=weights.shape[axis], axis=axis)``.)
+    """
+    p = weights / weights.sum(axis=axis, keepdims=True)
+    logs = np.log(p, out=np.zeros_like(p), where=p > 0)
+    return -(p * logs).sum(axis=axis) / np.log(weights.shape[axis])
 
 
 def __getattr__(name: str) -> Callable[..., dict[str, float]]:

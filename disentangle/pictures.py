@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ from PIL import Image, ImageDraw
 
 #: small images are enlarged to at least this many pixels per side so a grid is readable
 MIN_CELL = 48
+
+
+def check_file_name(name: str) -> None:
+    """Refuse a picture name that is not a plain file name (it could escape the run's folder)."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,100}", name):
+        raise ValueError(f"picture name {name!r} is not a plain file name")
 
 
 def grid(images: torch.Tensor, pad: int = 2, title: str = "") -> Image.Image:

@@ -11,13 +11,15 @@ import functools
 import importlib.metadata
 import inspect
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from disentangle import hookspecs
-from disentangle.errors import UsageError
+from disentangle.errors import NotApplicable, PluginError, UsageError
 
 KINDS = ("model", "dataset", "metric")
 _HOOKS = {
@@ -73,6 +75,8 @@ class Registry:
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
     failures: list[PluginFailure] = field(default_factory=list)
+    #: the distribution each registered plugin came from, by plugin name
+    distributions: dict[str, str] = field(default_factory=dict)
 
     def add_plugin(self, module: types.ModuleType | object, name: str,
                    distribution: str = "<local>") -> None:
@@ -89,6 +93,7 @@ class Registry:
                 self.manager.unregister(module)
             self.failures.append(PluginFailure(name, distribution, "registration", _describe(exc)))
             return
+        self.distributions[name] = distribution
         for kind, hook_name in _HOOKS.items():
             for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
                 if impl.plugin is not module:
@@ -139,6 +144,35 @@ class Registry:
             if self.failures:
                 hint = " (plugins that failed to load: " + "; ".join(map(str, self.failures)) + ")"
             raise UsageError(f"unknown {kind} {name!r}; available: {known}{hint}") from None
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every plugin's implementation of an event hook.
+
+        Unlike ``manager.hook.<name>(...)``, an exception names the plugin that raised it
+        (:class:`PluginError`), so a broken third-party hook is easy to find.
+        """
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception as exc:
+                raise PluginError(impl.plugin_name,
+                                  self.distributions.get(impl.plugin_name, "<unknown>"),
+                                  f"{hook_name}()", exc) from exc
+
+    @contextmanager
+    def blame(self, kind: str, name: str, where: str) -> Iterator[None]:
+        """Re-raise an unexpected exception from a plugin's code as a :class:`PluginError`.
+
+        Errors the user can act on (:class:`UsageError`, :class:`NotApplicable`) and
+        PluginErrors raised deeper pass unchanged.
+        """
+        try:
+            yield
+        except (UsageError, NotApplicable, PluginError):
+            raise
+        except Exception as exc:
+            entry = self.get(kind, name)
+            raise PluginError(entry.plugin, entry.distribution, where, exc) from exc
 
     def model(self, name: str) -> Any:
         return self.get("model", name).obj

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import signal
 import subprocess
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,11 +34,11 @@ from disentangle import checkpoints, pictures
 from disentangle import config as cfg
 from disentangle.config import RunConfig
 from disentangle.datasets import FactorDataset
-from disentangle.errors import DivergenceError, UsageError
+from disentangle.errors import DivergenceError, PluginError, UsageError
 from disentangle.evaluation import Evaluation, evaluate
 from disentangle.models import Model, eval_mode
 from disentangle.registry import Registry
-from disentangle.tracking import Tracker
+from disentangle.tracking import Tracker, run_cache
 
 CHECKPOINT = "checkpoints/last.pt"
 
@@ -109,8 +111,10 @@ def build_model(setup: Setup, device: torch.device) -> Model:
     torch.manual_seed(setup.config.seed)
     try:
         return setup.model_cls(setup.model_config, setup.dataset, device)
-    except ValueError as exc:
-        raise UsageError(f"model {setup.config.model!r} cannot be built: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"model {setup.config.model!r} cannot be built with these "
+                         f"hyper-parameters on {setup.config.dataset!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass
@@ -171,11 +175,12 @@ class Runner:
         self.run_id = ""
         self.checkpoint_path = Path()
         self.upload_checkpoints = False
+        self.lock: checkpoints.RunLock | None = None
         self.last_evaluation = Evaluation()
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, extra_tags: dict[str, str] | None = None) -> str:
         """Open a new MLflow run and record the resolved config; returns the run id."""
         c = self.config
         models, datasets = self.registry.entries["model"], self.registry.entries["dataset"]
@@ -184,12 +189,15 @@ class Runner:
             "torch.version": torch.__version__,
             "device": str(self.device),
             "host.python": platform.python_version(),
+            "host.name": platform.node(),
+            "host.pid": str(os.getpid()),
             "model.distribution": models[c.model].distribution,
             "dataset.distribution": datasets[c.dataset].distribution,
         }
         commit = _git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
+        tags.update(extra_tags or {})
         self.run_id = self.tracker.start_run(c.experiment or c.dataset,
                                              f"{c.model}-{c.dataset}-{c.seed}", tags)
         self.tracker.log_params(self.run_id, cfg.flatten(c))
@@ -198,6 +206,7 @@ class Runner:
             path.write_text(yaml.safe_dump(self.config_record(), sort_keys=False))
             self.tracker.log_artifact(self.run_id, path)
         self._locate_checkpoint()
+        self.lock.acquire()
         return self.run_id
 
     def config_record(self) -> dict[str, Any]:
@@ -218,22 +227,24 @@ class Runner:
     def resume(self, run_id: str, state: dict[str, Any]) -> None:
         """Continue run ``run_id`` from a loaded checkpoint ``state``."""
         self.attach(run_id, state)
+        self.lock.acquire()
         self.tracker.reopen(run_id)
 
     def _locate_checkpoint(self) -> None:
         local = self.tracker.local_artifact_dir(self.run_id)
         self.upload_checkpoints = local is None
-        self.checkpoint_path = (local or checkpoint_cache(self.run_id)) / CHECKPOINT
+        self.checkpoint_path = (local or run_cache(self.run_id)) / CHECKPOINT
+        self.lock = checkpoints.RunLock(run_cache(self.run_id) / "lock")
 
     # -- the loop ----------------------------------------------------------------------------
 
     def train(self) -> RunResult:
         """Train to ``config.steps``, evaluate, and close the run (also on Ctrl-C or NaN)."""
         c, stop = self.config, _StopRequest()
-        self.registry.manager.hook.disentangle_before_run(config=c, run_id=self.run_id)
         started = time.perf_counter()
         status = "FAILED"
         try:
+            self.registry.notify("disentangle_before_run", config=c, run_id=self.run_id)
             with stop.installed():
                 self._loop(stop)
             if stop.requested:
@@ -251,8 +262,16 @@ class Runner:
         except DivergenceError as exc:
             self.echo(f"\nerror: {exc}. The last good checkpoint is kept at "
                       f"{self.checkpoint_path}; lower the learning rates or check the data.")
+        except PluginError as exc:
+            report = self.checkpoint_path.parent.parent / "error.txt"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(traceback.format_exc())
+            self.echo(f"\nerror: {exc}\nThe run is marked failed; its last checkpoint is kept "
+                      f"at {self.checkpoint_path}; the full traceback is in {report}.")
         finally:
             self.tracker.end(self.run_id, status)
+            if self.lock is not None:
+                self.lock.release()
         return RunResult(self.run_id, status, self.step, self.last_evaluation.scores,
                          self.last_evaluation.skipped, time.perf_counter() - started)
 
@@ -265,8 +284,10 @@ class Runner:
         with bar:
             while self.step < c.steps and not stop.requested:
                 rng = seed_step(c.seed, self.step)
-                images, factors = self.setup.dataset.sample(c.batch_size, rng)
-                losses = self.model.train_step(images, factors, self.step)
+                with self.registry.blame("dataset", c.dataset, f"sample() at step {self.step + 1}"):
+                    images, factors = self.setup.dataset.sample(c.batch_size, rng)
+                with self.registry.blame("model", c.model, f"train_step() at step {self.step + 1}"):
+                    losses = self.model.train_step(images, factors, self.step)
                 for key, value in losses.items():
                     if not math.isfinite(value):
                         raise DivergenceError(key, self.step + 1, value)
@@ -301,18 +322,22 @@ class Runner:
         if self.upload_checkpoints:
             self.tracker.log_artifact(self.run_id, self.checkpoint_path, "checkpoints")
 
-    def evaluate(self, echo: Callable[[str], None]) -> Evaluation:
-        """Score the model with the run's metrics and log ``eval/<score>`` at this step."""
+    def evaluate(self, echo: Callable[[str], None],
+                 params: dict[str, dict[str, Any]] | None = None) -> Evaluation:
+        """Score the model with the run's metrics and log ``eval/<score>`` at this step.
+
+        ``params`` overrides metric sampler parameters (metric name -> name -> value).
+        """
         result = evaluate(self.model, self.setup.dataset, self.config.metrics, self.registry,
-                          self.config.seed)
+                          self.config.seed, params, progress=self.progress)
         self.last_evaluation = result
         self.tracker.log_metrics(self.run_id, {f"eval/{k}": v for k, v in result.scores.items()},
                                  self.step)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if "." not in k)
         echo(f"step {self.step}: {shown or 'no scores'}"
              + "".join(f"\n  {k} skipped: {why}" for k, why in result.skipped.items()))
-        self.registry.manager.hook.disentangle_after_eval(
-            run_id=self.run_id, step=self.step, scores=dict(result.scores))
+        self.registry.notify("disentangle_after_eval", run_id=self.run_id, step=self.step,
+                             scores=dict(result.scores))
         return result
 
     def finish(self) -> None:
@@ -337,14 +362,13 @@ class Runner:
             label = f"{self.config.model} on {self.config.dataset}, step {self.step}"
             pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png",
                                f"samples: {label}")
-            for name, images in self.model.traversals(generator).items():
+            with self.registry.blame("model", self.config.model, "traversals()"):
+                traversals = self.model.traversals(generator)
+                for name in traversals:
+                    pictures.check_file_name(name)
+            for name, images in traversals.items():
                 pictures.save_grid(images, folder / "traversals" / f"{name}.png",
                                    f"{name} (varies along each row): {label}")
-
-
-def checkpoint_cache(run_id: str) -> Path:
-    """Local folder for checkpoints of runs whose artifact store is remote."""
-    return Path.home() / ".cache" / "disentangle" / "runs" / run_id
 
 
 def config_from_record(record: dict[str, Any]) -> RunConfig:
@@ -354,12 +378,48 @@ def config_from_record(record: dict[str, Any]) -> RunConfig:
     return replace(config, params=tuple(params.items()))
 
 
+def new_run(config: RunConfig, overrides: dict[str, str], registry: Registry, tracker: Tracker,
+            tags: dict[str, str] | None = None, echo: Callable[[str], None] = print,
+            progress: bool = True) -> Runner:
+    """Validate a run's settings, build its model and open its MLflow run (not trained yet)."""
+    setup = prepare(config, overrides, registry)
+    job = Runner(setup, registry, tracker, resolve_device(setup.config.device), echo, progress)
+    job.start(tags)
+    c = job.config
+    echo(f"run {job.run_id}: {c.model} on {c.dataset}, seed {c.seed}, {c.steps} steps of "
+         f"batch {c.batch_size} on {job.device}")
+    return job
+
+
+def stored_run(tracker: Tracker, run_id: str, registry: Registry,
+               **changes: Any) -> tuple[dict[str, Any], Setup]:
+    """The checkpoint and resolved setup of a logged run, with ``changes`` to its config."""
+    state = load_run_checkpoint(tracker, run_id)
+    config = config_from_record(checkpoints.decode_config(state["config"]))
+    config = replace(config, **{k: v for k, v in changes.items() if v})
+    return state, prepare(config, {}, registry)
+
+
+def continue_run(run_id: str, registry: Registry, tracker: Tracker, steps: int | None = None,
+                 device: str | None = None, echo: Callable[[str], None] = print,
+                 progress: bool = True) -> Runner:
+    """Reopen a stopped run at its checkpoint (optionally extended to ``steps``)."""
+    state, setup = stored_run(tracker, run_id, registry, steps=steps, device=device)
+    if setup.config.steps <= int(state["step"]):
+        raise UsageError(f"run {run_id} already completed {state['step']} of "
+                         f"{setup.config.steps} steps; pass a larger --steps to extend it")
+    job = Runner(setup, registry, tracker, resolve_device(setup.config.device), echo, progress)
+    job.resume(run_id, state)
+    echo(f"resuming run {job.run_id} at step {job.step} of {job.config.steps} on {job.device}")
+    return job
+
+
 def load_run_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
     """The latest checkpoint of a run: local copy first, else downloaded from the store."""
     tracker.get_run(run_id)
     local = tracker.local_artifact_dir(run_id)
     candidates = [local / CHECKPOINT] if local is not None else []
-    candidates.append(checkpoint_cache(run_id) / CHECKPOINT)
+    candidates.append(run_cache(run_id) / CHECKPOINT)
     for path in candidates:
         if path.is_file():
             return checkpoints.load(path)

@@ -39,10 +39,12 @@ def toy_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in an empty folder, with the default tracking store (``./mlflow.db``)."""
+    """Run in an empty folder, with the default tracking store (``./mlflow.db``) and a run
+    cache inside it."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DISENTANGLE_DATA", raising=False)
+    monkeypatch.setenv("DISENTANGLE_CACHE", str(tmp_path / "cache"))
     return tmp_path
 
 

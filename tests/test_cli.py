@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,11 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
     out = capsys.readouterr().out
     assert "lambda_continuous" in out and "Adam learning rate of G" in out
     # the dataset-specific default: one categorical code per categorical factor
-    assert next(x for x in out.splitlines() if "categorical_sizes" in x).split()[2] == "3"
+    line = next(x for x in out.splitlines() if "categorical_sizes" in x)
+    assert re.split(r"\s{2,}", line.strip())[1:3] == ["tuple[int,...] | None", "3"]
+    # options the dataset's arch preset fills in are shown with the preset's value
+    line = next(x for x in out.splitlines() if x.split()[0] == "arch")
+    assert re.split(r"\s{2,}", line.strip())[2] == "digits"
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -133,3 +138,30 @@ def test_evaluate_scores_a_logged_run_and_logs_to_it(with_toy, capsys):
     assert [m.step for m in history] == [30] and 0 <= history[0].value <= 1
     assert main(["evaluate", "feedbeef"]) == 2
     assert "no run with id 'feedbeef'" in capsys.readouterr().err
+
+
+SUITE = ("factor_vae,beta_vae,dci,dci_fast,sap,modularity,irs,gaussian_total_correlation,"
+         "gaussian_wasserstein_correlation,pairwise_mutual_info")
+SMALL_SUITE = ["dci.num_train=200", "dci.num_test=100", "dci_fast.num_train=200",
+               "dci_fast.num_test=100", "sap.num_train=500", "modularity.num_train=500",
+               "beta_vae.num_train=500"]
+
+
+def test_every_metric_is_listed_and_evaluate_computes_the_suite(with_toy, capsys):
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for name in SUITE.split(",") + ["mig", "categorical_accuracy"]:
+        assert f"  {name} " in listed
+    assert main(TOY_RUN) == 0
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    run = client.search_runs([client.get_experiment_by_name("toy_blobs").experiment_id])[0]
+    params = [arg for p in SMALL_SUITE for arg in ("--param", p)]
+    capsys.readouterr()
+    assert main(["evaluate", run.info.run_id, "--metrics", SUITE, *params]) == 0
+    out = capsys.readouterr().out
+    assert "147 images encoded" in out and "(whole factor grid)" in out
+    logged = client.get_run(run.info.run_id).data.metrics
+    for name in SUITE.split(","):
+        assert f"eval/{name}" in logged, name
+    assert main(["evaluate", run.info.run_id, "--metrics", "dci", "--param", "dci.n=3"]) == 2
+    assert "metric 'dci' has no parameter 'n'" in capsys.readouterr().err

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from disentangle import config as cfg
-from disentangle_plugins.models.infogan import InfoGAN, InfoGANConfig
+from disentangle_plugins.models.infogan import ARCHITECTURES, InfoGAN, InfoGANConfig
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class _Blobs:
@@ -21,15 +23,66 @@ class _Blobs:
     categorical_factors = ("kind",)
 
 
-def _model(**overrides) -> InfoGAN:
-    params = {"d_channels": (8, 16), "fc_dim": 32, **InfoGAN.dataset_defaults(_Blobs()),
-              **overrides}
+class _Unlabelled:
+    """A dataset of a given image size without categorical factors."""
+
+    factor_names = ("x",)
+    factor_sizes = (5,)
+    categorical_factors = ()
+
+    def __init__(self, size: int):
+        self.image_shape = (1, size, size)
+
+
+def _model(dataset=None, **overrides) -> InfoGAN:
+    dataset = dataset or _Blobs()
+    params = {"d_channels": (8, 16), "fc_dim": 32, "q_dim": 16, "noise_dim": 4,
+              **InfoGAN.dataset_defaults(dataset), **overrides}
     torch.manual_seed(0)
-    return InfoGAN(cfg.instantiate(InfoGANConfig, params, "infogan"), _Blobs(), "cpu")
+    return InfoGAN(cfg.instantiate(InfoGANConfig, params, "infogan"), dataset, "cpu")
 
 
 def test_dataset_defaults_give_one_code_per_categorical_factor():
-    assert InfoGAN.dataset_defaults(_Blobs()) == {"categorical_sizes": (4,)}
+    assert InfoGAN.dataset_defaults(_Blobs()) == {"arch": "digits", "categorical_sizes": (4,)}
+
+
+@pytest.mark.parametrize("size, arch", [(8, "digits"), (16, "digits"), (28, "mnist"),
+                                        (32, "dsprites"), (64, "dsprites")])
+def test_the_image_size_picks_the_arch(size, arch):
+    assert InfoGAN.dataset_defaults(_Unlabelled(size)) == {"arch": arch}
+
+
+def test_the_preset_fills_only_unset_options():
+    mnist = InfoGANConfig(arch="mnist")
+    assert (mnist.noise_dim, mnist.categorical_sizes, mnist.continuous_dim) == (62, (10,), 2)
+    assert (mnist.lr_d, mnist.lr_g, mnist.lr_q, mnist.lambda_continuous) == (2e-4, 1e-3, 1e-3, 1)
+    assert (mnist.d_channels, mnist.fc_dim, mnist.q_dim) == ((64, 128), 1024, 128)
+    own = InfoGANConfig(arch="mnist", noise_dim=7, categorical_sizes=())
+    assert (own.noise_dim, own.categorical_sizes, own.fc_dim) == (7, (), 1024)
+    dsprites = InfoGANConfig(arch="dsprites")
+    assert (dsprites.noise_dim, dsprites.continuous_dim, dsprites.g_steps) == (5, 5, 2)
+    assert all(set(preset) == set(ARCHITECTURES["mnist"]) for preset in ARCHITECTURES.values())
+
+
+def test_mnist_architecture_matches_the_paper():
+    model = _model(_Unlabelled(28), d_channels=None, fc_dim=None, q_dim=None, noise_dim=None)
+    assert model.config.arch == "mnist" and model.latent_dim == 62 + 10 + 2
+    g, d = model.generator, model.discriminator
+    assert [m.out_features for m in g.fc if isinstance(m, torch.nn.Linear)] == [1024, 7 * 7 * 128]
+    assert [m.out_channels for m in g.deconv if isinstance(m, torch.nn.ConvTranspose2d)] == [64, 1]
+    assert [m.out_channels for m in d.trunk if isinstance(m, torch.nn.Conv2d)] == [64, 128]
+    # batch norm after every D layer but the first conv, and in Q's head
+    assert [type(m).__name__ for m in d.trunk if "Norm" in type(m).__name__] == [
+        "BatchNorm2d", "BatchNorm1d"]
+    assert [m.out_features for m in d.q_head if isinstance(m, torch.nn.Linear)] == [128, 10 + 2]
+    latent = model.latent_vector(*model.sample_latent(3))
+    assert g.fc(latent).shape == (3, 7 * 7 * 128)
+    images = g(latent)
+    assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    features = d.trunk(images)
+    assert features.shape == (3, 1024)
+    real_fake, q = d(images)
+    assert real_fake.shape == (3,) and q.shape == (3, 12)
 
 
 def test_latent_sampling_shapes_and_ranges():
@@ -50,11 +103,12 @@ def test_information_losses_on_known_inputs():
     uniform = torch.cat([torch.zeros(2, 4), cont], 1)  # uniform logits, exact means
     cat, cont_loss = model.information_losses(uniform, classes, cont)
     assert cat.item() == pytest.approx(math.log(4))  # bound H(c) - CE = 0
-    assert cont_loss.item() == pytest.approx(0.0)
+    # Gaussian NLL at the mean with unit variance, summed over the two codes
+    assert cont_loss.item() == pytest.approx(2 * HALF_LOG_2PI)
     confident = torch.cat([torch.nn.functional.one_hot(classes[:, 0], 4) * 50.0, cont + 1], 1)
     cat, cont_loss = model.information_losses(confident, classes, cont)
-    assert cat.item() == pytest.approx(0.0, abs=1e-6)
-    assert cont_loss.item() == pytest.approx(0.5 * 2)  # 1/2 squared error, summed over codes
+    assert cat.item() == pytest.approx(0.0, abs=1e-6)  # a perfect prediction
+    assert cont_loss.item() == pytest.approx(2 * (0.5 + HALF_LOG_2PI))  # one unit off per code
 
 
 def test_learned_variance_enters_the_likelihood():
@@ -62,7 +116,7 @@ def test_learned_variance_enters_the_likelihood():
     q = torch.tensor([[0.0, math.log(4.0)]])  # mean 0, variance 4
     _, loss = model.information_losses(q, torch.zeros(1, 0, dtype=torch.long),
                                        torch.tensor([[2.0]]))
-    assert loss.item() == pytest.approx(0.5 * 4 / 4 + 0.5 * math.log(4))
+    assert loss.item() == pytest.approx(0.5 * 4 / 4 + 0.5 * math.log(4) + HALF_LOG_2PI)
 
 
 def test_information_loss_trains_the_shared_trunk():
@@ -84,7 +138,21 @@ def test_encode_generate_traverse_shapes():
     assert model.generate(6, g).shape == (6, 1, 16, 16)
     pictures = model.traversals(g, rows=2, steps=5)
     assert pictures["categorical_0"].shape == (2, 4, 1, 16, 16)
-    assert pictures["continuous_2"].shape == (2, 5, 1, 16, 16)
+    # a row per class of the categorical code, as in the paper's figures
+    assert pictures["continuous_2"].shape == (4, 5, 1, 16, 16)
+
+
+def test_continuous_traversals_hold_the_other_codes_fixed():
+    model = _model(continuous_dim=2).eval()
+    pictures = model.traversals(torch.Generator().manual_seed(0), steps=5)
+    first, second = pictures["continuous_0"], pictures["continuous_1"]
+    # the middle column sets the swept code to 0 like the others: the same images
+    assert torch.equal(first[:, 2], second[:, 2])
+    assert not torch.equal(first[:, 0], second[:, 0])
+    assert not torch.equal(first[0, 2], first[1, 2])  # rows differ in the class only
+    unlabelled = _model(_Unlabelled(16), categorical_sizes=(), continuous_dim=1).eval()
+    rows = unlabelled.traversals(torch.Generator().manual_seed(0), rows=3)["continuous_0"]
+    assert rows.shape[0] == 3 and not torch.equal(rows[0], rows[1])  # own noise per row
 
 
 def test_training_raises_the_categorical_information_bound():

@@ -1,50 +1,136 @@
-"""Benchmark suites are valid data: known models, valid hyper-parameters, every grid point."""
+"""Suites: expansion, validation, interrupted benches that resume without repeats, compare."""
 
 from __future__ import annotations
 
-import itertools
+import os
+import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
-import yaml
+from mlflow.tracking import MlflowClient
 
-from disentangle import config as cfg
-from disentangle.registry import get_registry
+import disentangle
+from disentangle import compare, suites
+from disentangle.cli import main
+from disentangle.errors import UsageError
 
-SUITES = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "suites").glob("*.yaml"))
-
-
-def grid_points(entry: dict) -> list[dict]:
-    """Every hyper-parameter setting of a suite's model entry (fixed values plus one grid
-    combination)."""
-    grid = entry.get("grid") or {}
-    return [{**(entry.get("fixed") or {}), **dict(zip(grid, values))}
-            for values in itertools.product(*grid.values())]
-
-
-def test_there_are_suites():
-    assert {p.stem for p in SUITES} >= {"reference_study", "baselines_dsprites"}
-
-
-@pytest.mark.parametrize("path", SUITES, ids=lambda p: p.stem)
-def test_suite_is_runnable(path):
-    suite = yaml.safe_load(path.read_text())
-    registry = get_registry()
-    assert suite["name"] == path.stem
-    assert suite["seeds"] >= 1 and suite["steps"] >= 0
-    for dataset in suite["datasets"]:
-        registry.dataset(dataset)
-    for model, entry in suite["models"].items():
-        model_cls = registry.model(model)
-        for params in grid_points(entry or {}):
-            cfg.instantiate(model_cls.Config, params, model)  # raises on a bad name or value
+SUITE = """
+name: tiny
+description: a toy grid
+datasets: [toy_blobs]
+seeds: [0, 1]
+steps: 12
+eval_every: 6
+metrics: [mig]
+runs:
+  - model: toy_autoencoder
+    grid: {lr: [0.01, 0.001]}
+    set: {latents: 2}
+"""
 
 
-def test_reference_study_grids():
-    suite = yaml.safe_load((SUITES[0].parent / "reference_study.yaml").read_text())
-    sizes = {model: len(grid_points(entry)) for model, entry in suite["models"].items()}
-    assert sizes == dict.fromkeys(
-        ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae"], 6)
-    assert suite["seeds"] == 50 and suite["steps"] == 300_000 and suite["batch_size"] == 64
-    assert grid_points(suite["models"]["annealed_vae"])[0] == {
-        "gamma": 1000, "capacity_steps": 100_000, "c_max": 5}
+def test_a_suite_expands_into_one_spec_per_grid_point_dataset_and_seed():
+    suite = suites.parse_suite(SUITE, "tiny")
+    assert suite.experiment == "suite-tiny"
+    assert [(s.config.seed, dict(s.overrides)["lr"]) for s in suite.specs] == [
+        (0, "0.01"), (1, "0.01"), (0, "0.001"), (1, "0.001")]
+    assert all(s.config.steps == 12 and s.config.metrics == ("mig",) for s in suite.specs)
+    assert len({s.key for s in suite.specs}) == 4
+    again = suites.parse_suite(SUITE, "tiny")
+    assert [s.key for s in again.specs] == [s.key for s in suite.specs]  # stable keys
+
+
+@pytest.mark.parametrize("text, message", [
+    ("runs: []", "non-empty 'runs' list"),
+    ("runs: [{model: a}]\nsteeps: 3", "unknown keys ['steeps']"),
+    ("runs: [{grid: {lr: [1]}}]", "expected a mapping with a 'model'"),
+    ("runs: [{model: a, step: 3}]", "unknown keys ['step']"),
+    ("steps: many\nruns: [{model: a}]", "steps"),
+    ("runs: [{model: a, seeds: [x]}]", "seeds must be integers"),
+    ("runs: [", "not valid YAML"),
+])
+def test_malformed_suites_are_refused_clearly(text, message):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+        suites.parse_suite(text, "bad")
+
+
+def test_bad_settings_are_found_before_anything_runs(with_toy, capsys):
+    Path("bad.yaml").write_text(SUITE.replace("lr: [0.01, 0.001]", "lr: [0.01, fast]"))
+    assert main(["bench", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "suite tiny, toy_autoencoder on toy_blobs seed 0 (latents=2 lr=fast)" in err
+    assert not Path("mlflow.db").exists()
+    assert main(["bench", "nothing-here"]) == 2
+    assert "no suite file 'nothing-here'" in capsys.readouterr().err
+
+
+class _CtrlCOnce:
+    """Presses Ctrl-C at the first evaluation of the n-th run that starts."""
+
+    def __init__(self, run_number: int):
+        self.left = run_number
+
+    @disentangle.hookimpl
+    def disentangle_before_run(self, config, run_id: str) -> None:
+        self.left -= 1
+
+    @disentangle.hookimpl
+    def disentangle_after_eval(self, run_id: str, step: int, scores: dict) -> None:
+        if self.left == 0:
+            self.left = -1
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _suite_runs() -> pd.DataFrame:
+    return compare.load_runs(f"sqlite:///{Path('mlflow.db').resolve()}", suite="tiny",
+                             finished_only=False)
+
+
+def test_an_interrupted_bench_resumes_without_repeating_finished_runs(with_toy, capsys):
+    Path("tiny.yaml").write_text(SUITE)
+    with_toy.add_plugin(_CtrlCOnce(3), "ctrl_c")
+    assert main(["bench", "tiny.yaml", "--no-progress"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted: rerun `disentangle bench tiny.yaml` to continue" in out
+    runs = _suite_runs()
+    assert sorted(runs["status"]) == ["FINISHED", "FINISHED", "KILLED"]
+
+    assert main(["bench", "tiny.yaml", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped: ") == 2 and out.count("resumed: ") == 1
+    assert out.count("started: ") == 1
+    assert "suite tiny: 1 resumed, 2 skipped, 1 started" in out
+    runs = _suite_runs()
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    parent = runs["tags.mlflow.parentRunId"].unique()
+    assert len(parent) == 1
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    assert client.get_run(parent[0]).data.tags["disentangle.suite.key"] == "parent"
+
+    assert main(["bench", "tiny.yaml", "--no-progress"]) == 0
+    assert "suite tiny: 4 skipped" in capsys.readouterr().out
+
+    assert main(["compare", "--suite", "tiny", "--markdown", "--csv", "runs.csv"]) == 0
+    out = capsys.readouterr().out
+    assert "| toy_blobs | toy_autoencoder | lr=0.001 | 2 |" in out
+    assert "| toy_blobs | toy_autoencoder | lr=0.01 | 2 |" in out
+    table = pd.read_csv("runs.csv")
+    assert len(table) == 4 and table["mig"].between(0, 1).all()
+    assert Path("comparison-tiny.png").stat().st_size > 1000
+    assert "comparison-tiny.png" in [a.path for a in client.list_artifacts(parent[0])]
+
+
+def test_compare_summarizes_by_setting_with_sample_std():
+    runs = pd.DataFrame({
+        "run_id": list("abcd"), "params.model": ["m"] * 4, "params.dataset": ["d"] * 4,
+        "params.seed": ["0", "1", "0", "1"], "params.model.beta": ["1", "1", "4", "4"],
+        "params.model.width": ["8"] * 4, "metrics.eval/mig": [0.1, 0.3, 0.5, 0.5],
+    })
+    assert compare.metric_names(runs) == ["mig"]
+    summary = compare.summarize(compare.tidy(runs, ["mig"]), ["mig"])
+    assert list(summary["setting"]) == ["beta=1", "beta=4"]
+    assert summary["mig mean"].tolist() == pytest.approx([0.2, 0.5])
+    assert summary["mig std"].tolist() == pytest.approx([0.1414213, 0.0])
+    with pytest.raises(UsageError, match="no run logged dci"):
+        compare.tidy(runs, ["dci"])

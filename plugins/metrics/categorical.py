@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 import disentangle
+from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
 from disentangle.metrics import Metric, factor_labels
 
@@ -91,9 +92,14 @@ def score(observer: Observer, rng: np.random.Generator,
                                 list(dataset.categorical_factors))
 
 
+def images(dataset: FactorDataset, num_points: int) -> int:
+    """Factor rows asked for: the sample (and one row to check for a categorical code)."""
+    return num_points + 1
+
+
 METRIC = Metric("categorical_accuracy",
                 "Accuracy of categorical codes on categorical factors (Hungarian / majority)",
-                categorical_accuracy, score)
+                categorical_accuracy, score, images)
 
 
 @disentangle.hookimpl

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import disentangle
+from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
 from disentangle.metrics import (
     Metric,
@@ -60,8 +61,13 @@ def score(observer: Observer, rng: np.random.Generator, num_points: int = 10_000
     return mig(codes, factors, bins, observer.dataset.factor_names)
 
 
+def images(dataset: FactorDataset, num_points: int, bins: int) -> int:
+    """Factor rows asked for: the sample."""
+    return num_points
+
+
 METRIC = Metric("mig", "Mutual information gap (20-bin histogram, normalised by entropy)",
-                mig, score)
+                mig, score, images)
 
 
 @disentangle.hookimpl

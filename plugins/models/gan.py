@@ -1,10 +1,24 @@
 """A plain GAN (Goodfellow et al. 2014) with InfoGAN's networks, and the GAN training template.
 
 :class:`GANBase` holds what every GAN here shares: the generator and discriminator of
-:mod:`~disentangle_plugins.models.nets` (InfoGAN-CR's dSprites architecture), their Adam
-optimisers, and one training step (a discriminator update, then ``g_steps`` generator
-updates). Subclasses choose the latent vector and may add a loss on the discriminator's
-code head (InfoGAN's mutual-information term).
+:mod:`~disentangle_plugins.models.nets`, their Adam optimisers, and one training step (a
+discriminator update, then ``g_steps`` generator updates). Subclasses choose the latent
+vector and may add a loss on the discriminator's code head (InfoGAN's mutual-information
+term).
+
+The networks are one layer family: G is FC, FC to a small feature map, then 4x4 stride-2
+up-convolutions; D shares 4x4 stride-2 convolutions and an FC layer with the code head.
+``arch`` picks a preset of sizes and training settings (any of them can still be set one by
+one), chosen from the image size by default (:func:`architecture_for`):
+
+* ``mnist`` (28x28): the InfoGAN paper's MNIST setting. G: FC 1024, FC 7x7x128, up-conv 64,
+  up-conv 1; D: conv 64, conv 128, FC 1024; batch norm after every hidden layer but D's
+  first; Adam with 2e-4 for D and 1e-3 for G.
+* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST layout scaled down.
+* ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting. G: FC 128,
+  FC 4x4x64, up-convs 64, 32, 32, 1 (leaky ReLU 0.2, batch norm); D: conv 32, 32, 64, 64,
+  FC 128, spectral norm everywhere, no batch norm; Adam 2e-3 for D, 1e-3 for G; two G updates
+  per D update.
 
 :class:`GAN` is that template with nothing but noise ``z ~ U(-1, 1)``: the baseline that
 shows what adversarial training alone gives. It has no encoder, so it is scored through an
@@ -15,7 +29,7 @@ in :mod:`~disentangle_plugins.models.inverse`); its representation is the predic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -32,27 +46,74 @@ from disentangle_plugins.models.nets import (
     init_gan_weights,
 )
 
+#: the settings each ``arch`` preset gives to the network and training options left unset
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "mnist": {
+        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 1024,
+        "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
+    },
+    "digits": {
+        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 256,
+        "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
+    },
+    "dsprites": {
+        "spectral_norm": True, "batchnorm": False, "d_channels": (32, 32, 64, 64),
+        "fc_dim": 128, "leak": 0.2, "g_leak": 0.2, "lr_d": 2e-3, "lr_g": 1e-3, "g_steps": 2,
+    },
+}
+
+#: the help suffix of options whose default comes from the preset
+PRESET = "default: the arch preset's"
+
+
+def architecture_for(image_shape: tuple[int, ...]) -> str:
+    """The preset that fits an image size: 28x28 and sizes not divisible by 16 get the
+    MNIST layout, up to 16x16 the digits layout, larger multiples of 16 the dSprites one."""
+    _, height, width = image_shape
+    if max(height, width) <= 16:
+        return "digits"
+    if height % 16 or width % 16:
+        return "mnist"
+    return "dsprites"
+
 
 @dataclass(frozen=True)
 class GANConfig:
-    """Hyper-parameters shared by every GAN here (InfoGAN-CR's dSprites setting)."""
+    """Hyper-parameters shared by every GAN here; options left at None take the ``arch``
+    preset's value (subclasses extend :attr:`PRESETS` with their own options)."""
 
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = ARCHITECTURES
+
+    arch: Literal["mnist", "digits", "dsprites"] = option(
+        "dsprites", "preset of layer sizes and training settings (default: by image size)")
     noise_dim: int = option(10, "dimensions of the noise z ~ U(-1, 1)")
     loss: Literal["standard", "hinge"] = option(
         "standard", "adversarial loss: non-saturating cross-entropy or hinge")
-    spectral_norm: bool = option(True, "spectral normalisation on every D layer")
-    d_batchnorm: bool = option(False, "batch norm after D's hidden layers (paper's MNIST D)")
-    d_channels: tuple[int, ...] = option(
-        (32, 32, 64, 64), "D's conv channels (one 4x4 stride-2 conv each; G mirrors them)")
-    fc_dim: int = option(128, "width of the fully connected layers of G and D")
-    leak: float = option(0.2, "negative slope of D's leaky ReLUs")
-    lr_d: float = option(2e-3, "Adam learning rate of D")
-    lr_g: float = option(1e-3, "Adam learning rate of G")
+    spectral_norm: bool | None = option(
+        None, f"spectral normalisation on every D layer ({PRESET})")
+    batchnorm: bool | None = option(
+        None, f"batch norm after D's hidden layers but the first (and in Q's head, if any); "
+              f"G always has it ({PRESET})")
+    d_channels: tuple[int, ...] | None = option(
+        None, f"D's conv channels, one 4x4 stride-2 conv each; G mirrors them ({PRESET})")
+    fc_dim: int | None = option(None, f"width of the FC layer of G and of D's trunk ({PRESET})")
+    leak: float | None = option(None, f"negative slope of D's leaky ReLUs ({PRESET})")
+    g_leak: float | None = option(
+        None, f"negative slope of G's up-convolution activations, 0 for ReLU ({PRESET})")
+    lr_d: float | None = option(None, f"Adam learning rate of D and the shared trunk ({PRESET})")
+    lr_g: float | None = option(None, f"Adam learning rate of G ({PRESET})")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
-    g_steps: int = option(1, "generator updates per discriminator update")
+    g_steps: int | None = option(
+        None, f"generator updates per discriminator update ({PRESET})")
 
     def __post_init__(self) -> None:
+        if self.arch not in self.PRESETS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of "
+                             f"{', '.join(self.PRESETS)}")
+        for key, value in self.PRESETS[self.arch].items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
         if self.noise_dim < 0:
             raise ValueError("noise_dim must be >= 0")
         if not self.d_channels or min(self.d_channels) < 1 or self.fc_dim < 1:
@@ -72,25 +133,40 @@ class GANBase(Model):
     """
 
     def __init__(self, config: GANConfig, dataset: FactorDataset, device: torch.device,
-                 latent_dim: int, q_dim: int = 0):
+                 latent_dim: int, q_out: int = 0, q_dim: int = 0):
         super().__init__(config, dataset, device)
         self.latent_dim = latent_dim
         self.generator = Generator(latent_dim, self.image_shape, config.d_channels,
-                                   config.fc_dim)
+                                   config.fc_dim, config.g_leak)
         self.discriminator = Discriminator(
-            self.image_shape, config.d_channels, config.fc_dim, q_dim, leak=config.leak,
-            spectral_norm=config.spectral_norm, batchnorm=config.d_batchnorm)
+            self.image_shape, config.d_channels, config.fc_dim, q_out, q_dim, leak=config.leak,
+            spectral_norm=config.spectral_norm, batchnorm=config.batchnorm)
         init_gan_weights(self.generator)
         init_gan_weights(self.discriminator)
 
-    def _make_optimizers(self) -> None:
-        """Move to the device and create the Adam optimisers (call at the end of __init__)."""
+    def _make_optimizers(self, lr_q: float | None = None) -> None:
+        """Move to the device and create the Adam optimisers (call at the end of __init__).
+
+        D's trunk and head learn at ``lr_d``, Q's head (if any) at ``lr_q``; Q's loss also
+        shapes the shared trunk. G has its own optimiser.
+        """
         self.to(self.device)
         betas = (self.config.beta1, self.config.beta2)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d,
-                                      betas=betas)
+        d = self.discriminator
+        groups = [{"params": [*d.trunk.parameters(), *d.d_head.parameters()],
+                   "lr": self.config.lr_d}]
+        if d.q_head is not None:
+            if lr_q is None:
+                raise ValueError("a discriminator with a Q head needs lr_q")
+            groups.append({"params": d.q_head.parameters(), "lr": lr_q})
+        self.opt_d = torch.optim.Adam(groups, betas=betas)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config.lr_g,
                                       betas=betas)
+
+    @classmethod
+    def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
+        """The ``arch`` preset that fits the image size."""
+        return {"arch": architecture_for(dataset.image_shape)}
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, ...]:

@@ -3,23 +3,32 @@
 The generator sees noise ``z`` plus codes ``c``: categorical codes (one-hot) and continuous
 codes drawn from U(-1, 1). An auxiliary head Q, sharing the discriminator's convolutional
 trunk, predicts ``c`` from ``G(z, c)``; minimising Q's negative log-likelihood maximises a
-variational lower bound on the mutual information I(c; G(z, c)). The representation scored by
-the metrics is Q's output on real images: continuous means and the arg-max of each
-categorical code.
+variational lower bound on the mutual information I(c; G(z, c)): for a categorical code the
+bound is H(c) minus Q's cross-entropy, for a continuous code H(U(-1, 1)) = log 2 minus Q's
+Gaussian negative log-likelihood. The representation scored by the metrics is Q's output on
+real images: continuous means and the arg-max of each categorical code.
 
-Architecture (defaults for 64x64 images, after InfoGAN-CR's dSprites setting, built in
-:mod:`~disentangle_plugins.models.nets`): G is FC 128, FC 4x4x64, then 4x4 stride-2
-up-convolutions 64, 32, 32, C with batch norm and a sigmoid output; D/Q share convolutions
-32, 32, 64, 64 (4x4, stride 2, leaky ReLU 0.2, spectral norm) and FC 128; D's head is FC 1,
-Q's head FC 128 then the code outputs. Training follows :class:`GANBase` with the
-information losses added to both players' losses.
+The networks and the training step are the shared GAN ones
+(:class:`~disentangle_plugins.models.gan.GANBase`, built from
+:mod:`~disentangle_plugins.models.nets`), with the information losses added to both
+players' losses; D's head is FC 1 and Q's head FC ``q_dim`` then the code outputs. The
+``arch`` presets of :mod:`~disentangle_plugins.models.gan` set the layer sizes and training
+settings (any of them can still be set one by one), chosen from the image size by default;
+on top of them each preset sets the codes:
+
+* ``mnist`` (28x28): the paper's MNIST setting: 62 noise dimensions, one 10-way and two
+  continuous codes, lambda 1, Q head FC 128 with batch norm, Adam 1e-3 for Q; Q's variance
+  fixed at 1 as in the official code.
+* ``digits`` (up to 16x16): the same codes on the scaled-down MNIST layout.
+* ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting: 5
+  continuous codes with lambda 0.05 and 5 noise dimensions, Q head FC 128, Adam 2e-3 for Q.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,21 +37,45 @@ from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
 from disentangle.models import Model, Representation, sweep
-from disentangle_plugins.models.gan import GANBase, GANConfig
+from disentangle_plugins.models import gan
+from disentangle_plugins.models.gan import PRESET, GANBase, GANConfig
+
+_CODES: dict[str, dict[str, Any]] = {
+    "mnist": {"noise_dim": 62, "categorical_sizes": (10,), "continuous_dim": 2,
+              "lambda_continuous": 1.0, "q_dim": 128, "lr_q": 1e-3},
+    "digits": {"noise_dim": 62, "categorical_sizes": (10,), "continuous_dim": 2,
+               "lambda_continuous": 1.0, "q_dim": 128, "lr_q": 1e-3},
+    "dsprites": {"noise_dim": 5, "categorical_sizes": (), "continuous_dim": 5,
+                 "lambda_continuous": 0.05, "q_dim": 128, "lr_q": 2e-3},
+}
+
+#: the settings each ``arch`` preset gives to the options left unset (None): the GAN's
+#: network and training settings plus InfoGAN's codes
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    arch: {**preset, **_CODES[arch]} for arch, preset in gan.ARCHITECTURES.items()}
 
 
 @dataclass(frozen=True)
 class InfoGANConfig(GANConfig):
-    """InfoGAN hyper-parameters: the GAN's plus the codes and their information losses."""
+    """InfoGAN hyper-parameters: the GAN's plus the codes, their information losses and Q."""
 
-    noise_dim: int = option(5, "dimensions of the incompressible noise z ~ U(-1, 1)")
-    categorical_sizes: tuple[int, ...] = option(
-        (3,), "number of classes of each categorical code (empty: none)")
-    continuous_dim: int = option(5, "number of continuous codes ~ U(-1, 1)")
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = ARCHITECTURES
+
+    noise_dim: int | None = option(
+        None, f"dimensions of the incompressible noise z ~ U(-1, 1) ({PRESET})")
+    categorical_sizes: tuple[int, ...] | None = option(
+        None, "number of classes of each categorical code (empty: none; "
+              "default: one per categorical factor of the dataset)")
+    continuous_dim: int | None = option(
+        None, f"number of continuous codes ~ U(-1, 1) ({PRESET})")
     lambda_categorical: float = option(1.0, "weight of the categorical information loss")
-    lambda_continuous: float = option(0.05, "weight of the continuous information loss")
+    lambda_continuous: float | None = option(
+        None, f"weight of the continuous information loss ({PRESET})")
     learn_variance: bool = option(
-        False, "Q predicts a variance for continuous codes (else fixed at 1: half an MSE)")
+        False, "Q predicts a variance for continuous codes (else fixed at 1, as in the "
+               "official code)")
+    q_dim: int | None = option(None, f"width of Q's hidden FC layer ({PRESET})")
+    lr_q: float | None = option(None, f"Adam learning rate of Q's head ({PRESET})")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +85,8 @@ class InfoGANConfig(GANConfig):
             raise ValueError("each categorical code needs at least 2 classes")
         if not self.categorical_sizes and self.continuous_dim == 0:
             raise ValueError("InfoGAN needs at least one code (categorical or continuous)")
+        if self.q_dim < 1 or self.lr_q <= 0:
+            raise ValueError("q_dim must be positive and lr_q > 0")
 
 
 class InfoGAN(GANBase):
@@ -64,17 +99,21 @@ class InfoGAN(GANBase):
     def __init__(self, config: InfoGANConfig, dataset: FactorDataset, device: torch.device):
         self.cat_sizes = tuple(config.categorical_sizes)
         latent_dim = config.noise_dim + sum(self.cat_sizes) + config.continuous_dim
-        q_dim = sum(self.cat_sizes) + config.continuous_dim * (2 if config.learn_variance else 1)
-        super().__init__(config, dataset, device, latent_dim, q_dim)
-        self._make_optimizers()
+        q_out = sum(self.cat_sizes) + config.continuous_dim * (2 if config.learn_variance else 1)
+        super().__init__(config, dataset, device, latent_dim, q_out, config.q_dim)
+        self._make_optimizers(lr_q=config.lr_q)
 
     @classmethod
     def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
-        """One categorical code per categorical factor, sized like it (3 shapes on dSprites)."""
+        """The ``arch`` preset that fits the image size, and one categorical code per
+        categorical factor, sized like it (3 shapes on dSprites, 10 digits on MNIST)."""
+        defaults = super().dataset_defaults(dataset)
         sizes = tuple(
             dataset.factor_sizes[dataset.factor_names.index(name)]
             for name in dataset.categorical_factors)
-        return {"categorical_sizes": sizes} if sizes else {}
+        if sizes:
+            defaults["categorical_sizes"] = sizes
+        return defaults
 
     # -- codes -------------------------------------------------------------------------------
 
@@ -108,31 +147,38 @@ class InfoGAN(GANBase):
                            continuous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Negative log-likelihoods of the true codes under Q (categorical, continuous).
 
-        The categorical term is the cross-entropy, so H(c) minus it is the lower bound on
-        I(c_cat; G(z, c)). The continuous term is the Gaussian NLL without its constant.
+        Both are summed over codes and averaged over the batch. The categorical term is the
+        cross-entropy, so H(c) minus it is the lower bound on I(c_cat; G(z, c)). The
+        continuous term is the full Gaussian NLL (constant included), so ``d log 2`` minus
+        it is the bound for ``d`` codes uniform on [-1, 1].
         """
         logits, mean, log_var = self.split_q(q)
         classes, continuous = classes.to(q.device), continuous.to(q.device)
         cat = sum((F.cross_entropy(lg, classes[:, i]) for i, lg in enumerate(logits)),
                   q.new_zeros(()))
-        cont = (0.5 * (continuous - mean) ** 2 * torch.exp(-log_var) + 0.5 * log_var
+        cont = (0.5 * (continuous - mean) ** 2 * torch.exp(-log_var)
+                + 0.5 * (log_var + math.log(2 * math.pi))
                 ).sum(1).mean() if self.config.continuous_dim else q.new_zeros(())
         return cat, cont
 
     def code_loss(self, q: torch.Tensor | None, parts: tuple[torch.Tensor, ...]
                   ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The weighted information losses, and the bound on I(c_cat; G(z, c)) to log."""
+        """The weighted information losses, and the information terms and bounds to log."""
+        cfg = self.config
         _, classes, continuous = parts
-        cat, cont = self.information_losses(q, classes, continuous)
+        info_cat, info_cont = self.information_losses(q, classes, continuous)
         logged = {}
         if self.cat_sizes:
             entropy = sum(math.log(k) for k in self.cat_sizes)
-            logged["info_categorical"] = cat.item()
-            logged["mi_bound_categorical"] = entropy - cat.item()
-        if self.config.continuous_dim:
-            logged["info_continuous"] = cont.item()
-        cfg = self.config
-        return cfg.lambda_categorical * cat + cfg.lambda_continuous * cont, logged
+            logged["info_categorical"] = info_cat.item()
+            logged["mi_bound_categorical"] = entropy - info_cat.item()
+        if cfg.continuous_dim:
+            logged["info_continuous"] = info_cont.item()
+            if cfg.learn_variance:
+                # with the variance fixed at 1 the bound cannot exceed log 2 - log(2 pi) / 2 < 0
+                # per code, so it is only worth reading when Q learns the variance
+                logged["mi_bound_continuous"] = cfg.continuous_dim * math.log(2) - info_cont.item()
+        return cfg.lambda_categorical * info_cat + cfg.lambda_continuous * info_cont, logged
 
     # -- inference ---------------------------------------------------------------------------
 
@@ -147,10 +193,14 @@ class InfoGAN(GANBase):
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8,
                    steps: int = 9, span: float = 2.0) -> dict[str, torch.Tensor]:
-        """A picture per code: rows share (z, other codes); columns vary this code only.
+        """Pictures as in the paper's figures: one per code, that code varying along rows.
 
-        Categorical codes take each of their classes; continuous codes sweep from ``-span``
-        to ``span`` (beyond the training range [-1, 1], as in the paper's figures).
+        ``categorical_<i>``: each row is one random draw of noise and the other codes,
+        the columns take each class of code ``i``. ``continuous_<j>``: code ``j`` sweeps
+        from ``-span`` to ``span`` (beyond the training range [-1, 1], as in the paper)
+        while the other continuous codes stay at 0; with a categorical code, row ``k``
+        shows class ``k`` of the first one and all rows share one noise draw, otherwise
+        each of the ``rows`` rows has its own noise.
         """
         noise, classes, continuous = self.sample_latent(rows, generator)
         pictures = {}
@@ -160,13 +210,19 @@ class InfoGAN(GANBase):
                                         continuous.repeat_interleave(k, 0))
             pictures[f"categorical_{i}"] = self.generator(latent).cpu().view(
                 rows, k, *self.image_shape)
+        if self.cat_sizes:
+            classes = classes[:1].repeat(self.cat_sizes[0], 1)
+            classes[:, 0] = torch.arange(self.cat_sizes[0])
+            noise = noise[:1].expand(self.cat_sizes[0], -1)
+        n_rows = len(classes)
         values = torch.linspace(-span, span, steps)
+        zeros = torch.zeros(n_rows, self.config.continuous_dim)
         for j in range(self.config.continuous_dim):
             latent = self.latent_vector(noise.repeat_interleave(steps, 0),
                                         classes.repeat_interleave(steps, 0),
-                                        sweep(continuous, j, values))
+                                        sweep(zeros, j, values))
             pictures[f"continuous_{j}"] = self.generator(latent).cpu().view(
-                rows, steps, *self.image_shape)
+                n_rows, steps, *self.image_shape)
         return pictures
 
 

@@ -4,8 +4,10 @@
   2019) VAE architecture -- 4x4 stride-2 convolutions 32, 32, 64, 64 with ReLU, a dense
   layer of 256 and a linear output; the decoder mirrors it (dense 256, dense to the smallest
   feature map, 4x4 stride-2 up-convolutions 64, 32, 32, C) and returns logits.
-* :class:`Generator` / :class:`Discriminator`: the GAN of InfoGAN-CR's dSprites setting,
-  used by InfoGAN and the plain GAN.
+* :class:`Generator` / :class:`Discriminator`: the GAN networks of InfoGAN and the plain
+  GAN, one layer family whose sizes come from the ``arch`` presets of
+  :mod:`~disentangle_plugins.models.gan` (the InfoGAN paper's MNIST setting, a scaled-down
+  digits one, InfoGAN-CR's dSprites setting).
 
 Every stack halves (or doubles) the image side once per entry of its channel tuple, so a
 ``(32, 32, 64, 64)`` stack fits 64x64 images (4x4 feature maps) and 16x16 ones (1x1), and
@@ -101,11 +103,19 @@ def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
 
 
+def _activation(leak: float) -> nn.Module:
+    return nn.LeakyReLU(leak) if leak > 0 else nn.ReLU()
+
+
 class Generator(nn.Module):
-    """GAN generator: FC layers and stride-2 up-convolutions with batch norm, sigmoid output."""
+    """GAN generator: two FC layers to the smallest feature map, then stride-2 up-convolutions
+    mirroring D's ``channels``; batch norm after every hidden layer, sigmoid output.
+
+    The FC layers use ReLU; the up-convolutions leaky ReLU with slope ``leak`` (ReLU at 0).
+    """
 
     def __init__(self, in_dim: int, image_shape: tuple[int, int, int], channels: tuple[int, ...],
-                 fc_dim: int):
+                 fc_dim: int, leak: float = 0.0):
         super().__init__()
         check_image_size(image_shape, len(channels), "d_channels")
         self.start = _smallest_map(image_shape, channels)
@@ -115,42 +125,49 @@ class Generator(nn.Module):
             nn.Linear(fc_dim, flat), nn.BatchNorm1d(flat), nn.ReLU(),
         )
         self.deconv = nn.Sequential(*_deconv_stack(
-            channels, image_shape[0], lambda width: [nn.BatchNorm2d(width), nn.ReLU()]))
+            channels, image_shape[0], lambda width: [nn.BatchNorm2d(width), _activation(leak)]))
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.deconv(self.fc(latent).view(-1, *self.start)))
 
 
 class Discriminator(nn.Module):
-    """GAN discriminator: a conv trunk with a real/fake head ``D`` and, when ``q_dim`` > 0, a
-    code head ``Q`` (InfoGAN's) on the same features."""
+    """GAN discriminator: a conv trunk (4x4 stride-2 convolutions, then FC ``fc_dim``) with a
+    real/fake head ``D`` and, when ``q_out`` > 0, a code head ``Q`` (InfoGAN's) on the same
+    features: FC ``q_dim``, then ``q_out`` outputs.
+
+    ``batchnorm`` puts batch norm after every hidden layer but the first convolution (the
+    InfoGAN paper's MNIST D), Q's hidden layer included; ``spectral_norm`` wraps every layer.
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...],
-                 fc_dim: int, q_dim: int, leak: float = 0.2, spectral_norm: bool = True,
-                 batchnorm: bool = False):
+                 fc_dim: int, q_out: int = 0, q_dim: int = 0, leak: float = 0.2,
+                 spectral_norm: bool = True, batchnorm: bool = False):
         super().__init__()
         check_image_size(image_shape, len(channels), "d_channels")
+        if q_out and q_dim < 1:
+            raise ValueError("a Q head needs a hidden width q_dim >= 1")
 
         def hidden(i: int, width: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(width)] if batchnorm and i > 0 else []
             return [*norm, nn.LeakyReLU(leak)]
 
+        def dense(in_dim: int, out_dim: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm1d(out_dim)] if batchnorm else []
+            return [_maybe_sn(nn.Linear(in_dim, out_dim), spectral_norm), *norm,
+                    nn.LeakyReLU(leak)]
+
         layers = _conv_stack(image_shape[0], channels,
                              lambda conv: _maybe_sn(conv, spectral_norm), hidden)
         flat = math.prod(_smallest_map(image_shape, channels))
-        layers += [nn.Flatten(), _maybe_sn(nn.Linear(flat, fc_dim), spectral_norm)]
-        if batchnorm:
-            layers.append(nn.BatchNorm1d(fc_dim))
-        layers.append(nn.LeakyReLU(leak))
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(*layers, nn.Flatten(), *dense(flat, fc_dim))
         self.d_head = _maybe_sn(nn.Linear(fc_dim, 1), spectral_norm)
         self.q_head = nn.Sequential(
-            _maybe_sn(nn.Linear(fc_dim, fc_dim), spectral_norm), nn.LeakyReLU(leak),
-            _maybe_sn(nn.Linear(fc_dim, q_dim), spectral_norm),
-        ) if q_dim else None
+            *dense(fc_dim, q_dim), _maybe_sn(nn.Linear(q_dim, q_out), spectral_norm),
+        ) if q_out else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real/fake logits ``[n]`` and Q's outputs ``[n, q_dim]`` (None without a Q head)."""
+        """Real/fake logits ``[n]`` and Q's outputs ``[n, q_out]`` (None without a Q head)."""
         features = self.trunk(images)
         q = self.q_head(features) if self.q_head is not None else None
         return self.d_head(features).squeeze(1), q

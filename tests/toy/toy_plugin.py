@@ -6,6 +6,7 @@ so it is discovered through the ``disentangle`` entry-point group like any other
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,8 @@ class ToyConfig:
     latents: int = option(3, "code dimensions")
     lr: float = option(1e-2, "Adam learning rate")
     diverge_at: int = option(0, "from this (1-based) step on the loss is NaN; 0: never")
+    fail_at: int = option(0, "at this (1-based) step train_step raises; 0: never")
+    step_delay: float = option(0.0, "seconds to sleep in each step (to interrupt runs in tests)")
 
 
 class ToyAutoencoder(Model):
@@ -72,6 +75,9 @@ class ToyAutoencoder(Model):
         loss = ((torch.sigmoid(self.decoder(self.encoder(x + noise))) - x) ** 2).mean()
         if self.config.diverge_at and step + 1 >= self.config.diverge_at:
             loss = loss * float("nan")
+        if self.config.fail_at and step + 1 == self.config.fail_at:
+            raise RuntimeError("the toy model fails on purpose")
+        time.sleep(self.config.step_delay)
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()

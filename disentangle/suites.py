@@ -1,0 +1,261 @@
+"""Benchmark suites: many runs described in one YAML file, run once each, resumable.
+
+A suite file lists models with hyper-parameter grids, datasets and seeds::
+
+    name: vae_smoke
+    description: Two VAEs, two seeds, a few steps each.
+    datasets: [dsprites]
+    seeds: [0, 1]
+    steps: 200                  # optional; any run setting may be given here...
+    metrics: [mig, dci]
+    runs:
+      - model: beta_vae
+        grid: {beta: [1, 4]}    # every combination of these values
+      - model: factor_vae
+        set: {gamma: 10}        # fixed hyper-parameters
+        steps: 400              # ...or per model
+
+It expands into one :class:`RunSpec` per (model entry, grid point, dataset, seed). Each spec
+has a key derived from its settings; the runs of a suite carry the tags
+``disentangle.suite`` and ``disentangle.suite.key`` and the MLflow parent run of the suite,
+so a rerun of the same suite skips finished runs, resumes interrupted ones, and the MLflow
+UI shows the suite as one group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from disentangle import config as cfg
+from disentangle.config import RunConfig
+from disentangle.errors import UsageError
+from disentangle.registry import Registry
+
+#: where ``disentangle bench NAME`` looks for ``NAME.yaml`` (relative to the working folder)
+SUITE_FOLDER = Path("benchmarks") / "suites"
+#: run settings a suite may give (for all runs or per model entry)
+RUN_KEYS = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "metrics",
+            "device", "data_dir")
+SUITE_TAG, KEY_TAG, PARENT_TAG = "disentangle.suite", "disentangle.suite.key", "mlflow.parentRunId"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a suite: a run config and the ``--set`` values of its grid point."""
+
+    config: RunConfig
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """A short stable digest of everything that defines the run."""
+        record = {**cfg.to_dict(self.config), "overrides": list(map(list, self.overrides))}
+        record.pop("device", None)  # the same run, wherever it trains
+        text = json.dumps(record, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        settings = " ".join(f"{k}={v}" for k, v in self.overrides)
+        return f"{c.model} on {c.dataset} seed {c.seed}" + (f" ({settings})" if settings else "")
+
+
+@dataclass
+class Suite:
+    """A parsed suite file."""
+
+    name: str
+    description: str
+    experiment: str
+    specs: list[RunSpec] = field(default_factory=list)
+
+
+def find_suite(name: str) -> Path:
+    """A suite file by path, or by name in ``benchmarks/suites/``."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = SUITE_FOLDER / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in SUITE_FOLDER.glob("*.yaml")) if SUITE_FOLDER.is_dir() else []
+    raise UsageError(f"no suite file {name!r} (nor {candidate}); suites here: "
+                     f"{', '.join(known) or 'none'}")
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (str, int, float, bool)):
+        return [value]
+    raise UsageError(f"{what} must be a value or a list, not {value!r}")
+
+
+def _text(value: Any) -> str:
+    """A YAML value as the text ``--set`` would take (lists become comma-separated)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_text, value))
+    return str(value)
+
+
+def _run_settings(block: dict[str, Any], where: str) -> dict[str, Any]:
+    settings = {k: block[k] for k in RUN_KEYS if k in block}
+    if "metrics" in settings:
+        settings["metrics"] = tuple(_as_list(settings["metrics"], f"{where}: metrics"))
+    try:
+        typed = cfg.parse_assignments(RunConfig, {k: _text(v) for k, v in settings.items()},
+                                      "run")
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return typed
+
+
+def parse_suite(text: str, name: str) -> Suite:
+    """Expand a suite's YAML text into run specs; malformed files raise UsageError."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"suite {name}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise UsageError(f"suite {name}: expected a mapping with a non-empty 'runs' list")
+    allowed = {"name", "description", "experiment", "datasets", "seeds", "runs", *RUN_KEYS}
+    unknown = set(data) - allowed
+    if unknown:
+        raise UsageError(f"suite {name}: unknown keys {sorted(unknown)}; allowed: "
+                         f"{sorted(allowed)}")
+    suite_name = str(data.get("name", name))
+    common = _run_settings(data, f"suite {suite_name}")
+    suite = Suite(suite_name, str(data.get("description", "")),
+                  str(data.get("experiment", f"suite-{suite_name}")))
+    for number, entry in enumerate(data["runs"], 1):
+        where = f"suite {suite_name}, run entry {number}"
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise UsageError(f"{where}: expected a mapping with a 'model'")
+        extra = set(entry) - {"model", "grid", "set", "datasets", "seeds", *RUN_KEYS}
+        if extra:
+            raise UsageError(f"{where}: unknown keys {sorted(extra)}")
+        grid = entry.get("grid") or {}
+        fixed = entry.get("set") or {}
+        if not isinstance(grid, dict) or not isinstance(fixed, dict):
+            raise UsageError(f"{where}: 'grid' and 'set' must be mappings")
+        settings = {**common, **_run_settings(entry, where)}
+        datasets = _as_list(entry.get("datasets", data.get("datasets", ["dsprites"])), where)
+        seeds = _as_list(entry.get("seeds", data.get("seeds", [0])), where)
+        names = list(grid)
+        for values in itertools.product(*(_as_list(grid[n], f"{where}: grid {n}")
+                                          for n in names)):
+            overrides = {**{k: _text(v) for k, v in fixed.items()},
+                         **{n: _text(v) for n, v in zip(names, values)}}
+            for dataset, seed in itertools.product(datasets, seeds):
+                if not isinstance(seed, int):
+                    raise UsageError(f"{where}: seeds must be integers, not {seed!r}")
+                config = replace(RunConfig(model=str(entry["model"]), dataset=str(dataset),
+                                           seed=seed, experiment=suite.experiment),
+                                 **settings)
+                suite.specs.append(RunSpec(config, tuple(sorted(overrides.items()))))
+    return suite
+
+
+def load_suite(name: str, registry: Registry) -> Suite:
+    """Read, expand and validate a suite: every run's settings are checked before any runs."""
+    from disentangle.runner import prepare
+
+    path = find_suite(name)
+    suite = parse_suite(path.read_text(), path.stem)
+    for spec in suite.specs:
+        try:
+            prepare(spec.config, dict(spec.overrides), registry)
+        except UsageError as exc:
+            raise UsageError(f"suite {suite.name}, {spec.label}: {exc}") from None
+    keys = [spec.key for spec in suite.specs]
+    if len(set(keys)) != len(keys):
+        raise UsageError(f"suite {suite.name} lists the same run more than once")
+    return suite
+
+
+@dataclass
+class Outcome:
+    """What happened to one spec: skipped (already finished), resumed, started, or failed."""
+
+    spec: RunSpec
+    action: str
+    run_id: str = ""
+    status: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def suite_parent(tracker: Any, suite: Suite) -> str:
+    """The id of the suite's parent run (created on first use), which groups its runs."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client
+    experiment = client.get_experiment_by_name(suite.experiment)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+        suite.experiment)
+    try:
+        found = client.search_runs([experiment_id], f"tags.`{SUITE_TAG}` = '{suite.name}' and "
+                                   f"tags.`{KEY_TAG}` = 'parent'", max_results=1)
+    except MlflowException as exc:
+        raise UsageError(f"cannot search tracking store {tracker.uri}: {exc}") from None
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"suite {suite.name}",
+                            tags={SUITE_TAG: suite.name, KEY_TAG: "parent",
+                                  "mlflow.note.content": suite.description})
+    return run.info.run_id
+
+
+def existing_run(tracker: Any, spec: RunSpec) -> Any:
+    """The latest logged run of ``spec`` (matched by suite key), or None."""
+    client = tracker.client
+    experiment = client.get_experiment_by_name(spec.config.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{KEY_TAG}` = '{spec.key}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry, tracker: Any,
+             retry_failed: bool = False, echo: Callable[[str], None] = print,
+             progress: bool = True) -> Outcome:
+    """Bring one spec to completion: skip it when finished, resume it, or start it.
+
+    This is the whole unit of work of a suite, the same for every executor: running it
+    twice, or after a crash anywhere, never repeats a finished run.
+    """
+    from disentangle import runner
+
+    found = existing_run(tracker, spec)
+    if found is not None and found.info.status == "FINISHED":
+        return Outcome(spec, "skipped", found.info.run_id, "FINISHED")
+    if found is not None and found.info.status == "FAILED" and not retry_failed:
+        return Outcome(spec, "failed before", found.info.run_id, "FAILED")
+    job = None
+    if found is not None and found.info.status != "FAILED":
+        try:
+            job = runner.continue_run(found.info.run_id, registry, tracker, echo=echo,
+                                      progress=progress)
+            action = "resumed"
+        except UsageError as exc:
+            if "no checkpoint" not in str(exc):
+                raise
+            tracker.end(found.info.run_id, "FAILED")  # died before its first checkpoint
+    if job is None:
+        tags = {SUITE_TAG: suite_name, KEY_TAG: spec.key, PARENT_TAG: parent_id}
+        job = runner.new_run(spec.config, dict(spec.overrides), registry, tracker, tags,
+                             echo=echo, progress=progress)
+        action = "started"
+    result = job.train()
+    return Outcome(spec, action, result.run_id, result.status, result.scores)

@@ -1,0 +1,68 @@
+"""Hostile command lines: random ``--set`` assignments and random argument lists.
+
+Each must end in success or in a clear one-line error with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from disentangle.cli import main
+
+BASE = ["run", "toy_autoencoder", "--dataset", "toy_blobs", "--no-progress", "--metrics", "",
+        "--steps", "1"]
+# (the toy's diverge_at and fail_at make a run fail on purpose, with exit code 1: not fuzzed)
+KEYS = ["latents", "lr", "step_delay"]
+#: text that is not an option: may be empty, unicode, or look like numbers and lists
+WORDS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "-1", "0", "1", "2", "1e9", "-0.0", "nan", "inf", "1,2", "true",
+                     "None", "=", "==", "toy_autoencoder", "toy_blobs", "mig", "../x", "\x00"]),
+    st.integers(-3, 3).map(str),
+)
+TOKENS = st.one_of(
+    WORDS,
+    st.sampled_from(["run", "list", "show", "evaluate", "sync", "data", "fetch", "--dataset",
+                     "--steps", "--batch-size", "--seed", "--device", "--set", "--metrics",
+                     "--eval-every", "--checkpoint-every", "--resume", "--experiment",
+                     "--data-dir", "--no-progress", "--version", "--help", "-d", "cpu", "cuda",
+                     "cuda:7", "latents=2", "lr=0.1"]),
+)
+
+
+def _ends_cleanly(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: usage errors and --help/--version
+        code = exc.code
+    out, err = capsys.readouterr()
+    event(f"exit code {code}")
+    assert code in (0, 2), (argv, code, out, err)
+    assert "Traceback" not in out + err, argv
+    if code == 2:
+        assert err.strip(), f"exit code 2 without a message: {argv}"
+
+
+# Every example runs in the same folder: runs that succeed add to one MLflow store.
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.one_of(st.sampled_from(KEYS), WORDS), WORDS), max_size=3))
+def test_random_set_assignments_succeed_or_fail_clearly(with_toy, capsys, assignments):
+    argv = list(BASE)
+    for key, value in assignments:
+        argv += ["--set", f"{key}={value}"]
+    argv += ["--set", "step_delay=0"]  # keep a successful run short (the last value wins)
+    _ends_cleanly(argv, capsys)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(st.lists(TOKENS, max_size=8))
+def test_random_argument_lists_succeed_or_fail_clearly(with_toy, capsys, argv):
+    if "run" in argv:  # keep a successful run short
+        argv = [*argv, "--steps", "1", "--metrics", ""]
+    _ends_cleanly(argv, capsys)
