@@ -110,9 +110,9 @@ def _mean_std(values: list[float]) -> str:
 def main() -> None:
     suite = yaml.safe_load(SUITE.read_text())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=suite["seeds"],
-                        help="seeds 0..N-1 per model (default: the suite's)")
-    parser.add_argument("--models", default=",".join(suite["models"]),
+    parser.add_argument("--seeds", type=int, default=len(suite["seeds"]),
+                        help="seeds 0..N-1 per model (default: as many as the suite's)")
+    parser.add_argument("--models", default=",".join(run["model"] for run in suite["runs"]),
                         help="comma-separated models (default: the suite's)")
     parser.add_argument("--steps", type=int, default=suite["steps"],
                         help="0: each model's default")
