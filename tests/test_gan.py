@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from disentangle import config as cfg
-from disentangle_plugins.models.gan import GAN
+from disentangle_plugins.models.gan import ARCHITECTURES, GAN
 from disentangle_plugins.models.inverse import InverseEncoder, InverseEncoderConfig
 
 TINY = {"d_channels": (8, 16), "fc_dim": 32, "noise_dim": 3, "inverse_steps": 20}
@@ -89,3 +89,25 @@ def test_short_training_lowers_the_discriminator_loss(blob_batch):
     losses = [model.train_step(blob_batch, np.zeros((32, 1)), step)["d_loss"] for step in range(40)]
     assert losses[0] == pytest.approx(2 * np.log(2), abs=0.05)  # D starts at chance
     assert np.mean(losses[-3:]) < 0.5 * losses[0]
+
+
+def test_gan_shares_infogans_arch_presets():
+    class Mnist:
+        image_shape = (1, 28, 28)
+
+    assert GAN.dataset_defaults(Mnist()) == {"arch": "mnist"}
+    assert GAN.dataset_defaults(_Blobs()) == {"arch": "digits"}
+    mnist = GAN.Config(arch="mnist")
+    assert {key: getattr(mnist, key) for key in ARCHITECTURES["mnist"]} == ARCHITECTURES["mnist"]
+    torch.manual_seed(0)
+    model = GAN(cfg.instantiate(GAN.Config, {"arch": "digits", "inverse_steps": 1}, "gan"),
+                _Blobs(), "cpu")
+    d = model.discriminator
+    assert [m.out_channels for m in d.trunk if isinstance(m, torch.nn.Conv2d)] == [64, 128]
+    assert [type(m).__name__ for m in d.trunk if "Norm" in type(m).__name__] == [
+        "BatchNorm2d", "BatchNorm1d"]
+    assert model.generator(torch.rand(3, model.config.noise_dim)).shape == (3, 1, 16, 16)
+    # the dSprites preset: spectral norm, no batch norm in D, two G updates per D update
+    dsprites = GAN.Config(arch="dsprites")
+    assert (dsprites.spectral_norm, dsprites.batchnorm, dsprites.g_steps) == (True, False, 2)
+    assert GAN.Config(arch="dsprites", g_steps=1).g_steps == 1  # a set option wins

@@ -37,7 +37,7 @@ from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
 from disentangle.models import Model, Representation, sweep
-from disentangle_plugins.models import gan
+from disentangle_plugins.models.gan import ARCHITECTURES as GAN_ARCHITECTURES
 from disentangle_plugins.models.gan import PRESET, GANBase, GANConfig
 
 _CODES: dict[str, dict[str, Any]] = {
@@ -52,7 +52,7 @@ _CODES: dict[str, dict[str, Any]] = {
 #: the settings each ``arch`` preset gives to the options left unset (None): the GAN's
 #: network and training settings plus InfoGAN's codes
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    arch: {**preset, **_CODES[arch]} for arch, preset in gan.ARCHITECTURES.items()}
+    arch: {**preset, **_CODES[arch]} for arch, preset in GAN_ARCHITECTURES.items()}
 
 
 @dataclass(frozen=True)
