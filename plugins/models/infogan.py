@@ -180,6 +180,25 @@ class InfoGAN(GANBase):
                 logged["mi_bound_continuous"] = cfg.continuous_dim * math.log(2) - info_cont.item()
         return cfg.lambda_categorical * info_cat + cfg.lambda_continuous * info_cont, logged
 
+    # -- class-conditional generation (the ClassConditional protocol) ------------------------
+
+    #: the first categorical code is learnt without labels: not tied to a dataset factor
+    class_factor = None
+
+    @property
+    def num_classes(self) -> int:
+        """Values of the first categorical code (0 without one)."""
+        return self.cat_sizes[0] if self.cat_sizes else 0
+
+    @torch.no_grad()
+    def generate_class(self, n: int, cls: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images with the first categorical code at ``cls``, the rest drawn as usual."""
+        if not self.cat_sizes:
+            raise ValueError("this InfoGAN has no categorical code")
+        noise, classes, continuous = self.sample_latent(n, generator)
+        classes[:, 0] = cls
+        return self.generator(self.latent_vector(noise, classes, continuous)).cpu()
+
     # -- inference ---------------------------------------------------------------------------
 
     @torch.no_grad()
