@@ -6,7 +6,9 @@ trunk, predicts ``c`` from ``G(z, c)``; minimising Q's negative log-likelihood m
 variational lower bound on the mutual information I(c; G(z, c)): for a categorical code the
 bound is H(c) minus Q's cross-entropy, for a continuous code H(U(-1, 1)) = log 2 minus Q's
 Gaussian negative log-likelihood. The representation scored by the metrics is Q's output on
-real images: continuous means and the arg-max of each categorical code.
+real images: continuous means and the arg-max of each categorical code. Its first
+categorical code also makes it a :class:`~disentangle.models.ClassConditional` generator
+(``generate_class``), scored by ``conditional_accuracy`` next to the conditional GANs.
 
 The networks and the training step are the shared GAN ones
 (:class:`~disentangle_plugins.models.gan.GANBase`, built from
