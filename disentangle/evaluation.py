@@ -154,7 +154,8 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
 
     When there are metrics, the model first gets :meth:`Model.prepare_evaluation` (e.g. a
     GAN fits its inverse encoder), so every encoding is made after it; the diagnostics it
-    returns are logged with the scores.
+    returns are logged with the scores. Since that step may depend on ``seed`` (a GAN's
+    inverse encoder does), reuse an ``observer`` only with the seed that filled it.
     """
     params = dict(params or {})
     metrics = [registry.metric(name) for name in metric_names]
