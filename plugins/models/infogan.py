@@ -17,7 +17,11 @@ Q's head FC then the code outputs. ``arch`` picks a preset of sizes and training
   D/Q: conv 64, conv 128, FC 1024; Q head FC 128; batch norm after every hidden layer but
   D's first; 62 noise dimensions, one 10-way and two continuous codes; Adam with 2e-4 for D
   and 1e-3 for G and Q; lambda 1; Q's variance fixed at 1 as in the official code.
-* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST layout scaled down.
+* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST networks on a
+  smaller map (G's FC 2x2x128 for 8x8 images), 16 noise dimensions instead of 62 and
+  lambda 0.1 for the continuous codes: on 8x8 digits the paper's 62 dimensions and
+  lambda 1 let noise and continuous codes carry digit identity, and the 10-way code
+  classified the digits worse (see benchmarks/results/infogan_digits.txt).
 * ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting. G: FC 128,
   FC 4x4x64, up-convs 64, 32, 32, 1 (leaky ReLU 0.2, batch norm); D/Q: conv 32, 32, 64, 64,
   FC 128, spectral norm everywhere, no batch norm; Q head FC 128; 5 continuous codes with
@@ -50,9 +54,9 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "lr_d": 2e-4, "lr_g": 1e-3, "lr_q": 1e-3, "g_steps": 1,
     },
     "digits": {
-        "noise_dim": 62, "categorical_sizes": (10,), "continuous_dim": 2,
-        "lambda_continuous": 1.0, "spectral_norm": False, "batchnorm": True,
-        "d_channels": (64, 128), "fc_dim": 256, "q_dim": 128, "leak": 0.1, "g_leak": 0.0,
+        "noise_dim": 16, "categorical_sizes": (10,), "continuous_dim": 2,
+        "lambda_continuous": 0.1, "spectral_norm": False, "batchnorm": True,
+        "d_channels": (64, 128), "fc_dim": 1024, "q_dim": 128, "leak": 0.1, "g_leak": 0.0,
         "lr_d": 2e-4, "lr_g": 1e-3, "lr_q": 1e-3, "g_steps": 1,
     },
     "dsprites": {
