@@ -42,7 +42,7 @@ class Matcher:
         configs = np.stack(np.unravel_index(np.arange(np.prod(SIZES[:3])), SIZES[:3]), axis=1)
         self.configs = configs
         at_origin = np.concatenate([configs, np.zeros((len(configs), 2), np.int64)], axis=1)
-        sprites = render(at_origin).numpy()
+        sprites = render(at_origin).bool().numpy()
         self.areas = sprites.sum((1, 2))
         grid = np.arange(64) + 0.5
         self.offsets = np.stack([(sprites.sum(1) * grid).sum(1), (sprites.sum(2) * grid).sum(1)],
@@ -67,7 +67,7 @@ class Matcher:
     def best(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """The best factor row and its IoU (candidates, then single-factor local search)."""
         rows = self.candidates(frame)
-        scores = iou(render(rows).numpy(), frame)
+        scores = iou(render(rows).bool().numpy(), frame)
         best, score = rows[scores.argmax()], float(scores.max())
         while True:
             moves = []
@@ -78,7 +78,7 @@ class Matcher:
                         row[k] = value
                         moves.append(row)
             moves = np.array(moves)
-            scores = iou(render(moves).numpy(), frame)
+            scores = iou(render(moves).bool().numpy(), frame)
             if scores.max() <= score:
                 return best, score
             best, score = moves[scores.argmax()], float(scores.max())
@@ -135,7 +135,7 @@ def main() -> int:
     worst = np.argsort(scores)[:5]
     print("  worst frames (index: IoU, differing pixels, factors shape/scale/orientation/x/y):")
     for i in worst:
-        wrong = int((render(found[i:i + 1]).numpy()[0] != frames[i]).sum())
+        wrong = int((render(found[i:i + 1]).bool().numpy()[0] != frames[i]).sum())
         print(f"    {i}: {scores[i]:.4f}, {wrong} px, {found[i].tolist()}")
     tiles = np.concatenate([cut_tiles(REFERENCE / f"{name}.png") for name in
                             ("random_samples_5x5", "samples_orientation5", "samples_posX0")])
