@@ -249,9 +249,11 @@ class _NpzReader(_Reader):
                 raise UsageError(f"{self.path}: 'metadata' must be a pickled dict, "
                                  f"found {dtype} {list(shape)}")
             try:
-                return _MetadataUnpickler(stream, encoding="latin1").load()
+                array = _MetadataUnpickler(stream, encoding="latin1").load()
             except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
                 raise UsageError(f"{self.path}: unreadable 'metadata' ({exc})") from None
+            # an object .npy pickles the whole 0-d array; the dict is its one element
+            return array[()] if isinstance(array, np.ndarray) and array.shape == () else array
 
     def image_info(self) -> tuple[tuple[int, ...], np.dtype]:
         stream, shape, dtype = self._open("imgs")
