@@ -351,6 +351,7 @@ class Runner:
             (folder / "scores.json").write_text(json.dumps({
                 "step": self.step, "scores": result.scores, "skipped": result.skipped,
                 "seconds": result.seconds, "images_encoded": result.images_encoded,
+                "rows_requested": result.rows_requested, "whole_grid": result.grid,
             }, indent=2))
             self.tracker.log_artifacts(self.run_id, folder)
 
