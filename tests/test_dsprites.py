@@ -234,6 +234,25 @@ def test_a_bad_file_fails_the_cli_with_exit_code_2(workdir: Path, capsys) -> Non
     assert code == 2 and "not an .npz archive" in capsys.readouterr().err
 
 
+def test_official_hdf5_is_served(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    arrays = official_arrays(TinySprites.factor_sizes, np.random.default_rng(13))
+    path = tmp_path / FILE_NAMES[1]
+    with h5py.File(path, "w") as f:
+        f["imgs"] = arrays["imgs"]
+        f["latents/classes"] = arrays["latents_classes"]
+        f["latents/values"] = arrays["latents_values"]
+    ds = TinySprites(data_dir=tmp_path)
+    assert ds.source == str(path)
+    factors = ds.sample_factors(10, np.random.default_rng(14))
+    expected = torch.from_numpy(arrays["imgs"][ds.index(factors)]).float().unsqueeze(1)
+    assert torch.equal(ds.images(factors), expected)
+    with h5py.File(path, "a") as f:
+        del f["latents/values"]
+    with pytest.raises(UsageError, match="missing key"):
+        TinySprites(data_dir=tmp_path)
+
+
 def test_hdf5_needs_h5py(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / FILE_NAMES[1]
     path.write_bytes(b"\x89HDF\r\n\x1a\n")

@@ -27,8 +27,10 @@ The variants of disentanglement_lib are registered as their own datasets:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -121,11 +123,25 @@ def render(factors: np.ndarray, factor_sizes: tuple[int, ...] = (3, 6, 40, 32, 3
     columns, a row copy), so no per-pixel scatter is needed.
     """
     f = torch.from_numpy(np.ascontiguousarray(factors, dtype=np.int64))
-    out = torch.zeros(len(f) * 64, 64)
-    for start in range(0, len(f), _CHUNK):
-        _render_chunk(f[start:start + _CHUNK], out[start * 64:(start + _CHUNK) * 64],
-                      factor_sizes)
+    with _one_thread():
+        out = torch.zeros(len(f) * 64, 64)
+        for start in range(0, len(f), _CHUNK):
+            _render_chunk(f[start:start + _CHUNK], out[start * 64:(start + _CHUNK) * 64],
+                          factor_sizes)
     return out.view(len(f), 64, 64)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch single-threaded inside the block: rendering is many small element-wise
+    operations on cache-sized chunks, which threads slow down (7-10 times on a busy 2-core
+    machine, where a thread that waits for a descheduled sibling stalls every operation)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _render_chunk(f: torch.Tensor, out: torch.Tensor, factor_sizes: tuple[int, ...]) -> None:
@@ -219,10 +235,11 @@ class DSprites(FactorDataset):
     def sprites(self, factors: np.ndarray) -> torch.Tensor:
         """Binary sprites for factor rows ``[n, 5]``: float tensor ``[n, 1, 64, 64]`` in {0, 1}."""
         factors = self.check_factors(factors)
-        if self.packed is not None:
-            bits = np.unpackbits(self.packed[self.index(factors)], axis=-1)
+        if self.packed is None:
+            return render(factors, self.factor_sizes).unsqueeze(1)
+        bits = np.unpackbits(self.packed[self.index(factors)], axis=-1)
+        with _one_thread():
             return torch.from_numpy(bits).unsqueeze(1).float()
-        return render(factors, self.factor_sizes).unsqueeze(1)
 
     def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Binary sprites for factor rows ``[n, 5]``: float tensor ``[n, 1, 64, 64]`` in {0, 1}."""
@@ -247,7 +264,9 @@ class _ColouredDSprites(DSprites):
         if rng is None:
             raise ValueError(f"{self.name}: images(factors) needs an rng for the random "
                              "colours of each image")
-        return self.colour(self.sprites(factors), rng)
+        sprites = self.sprites(factors)
+        with _one_thread():
+            return self.colour(sprites, rng)
 
     @abstractmethod
     def colour(self, sprites: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

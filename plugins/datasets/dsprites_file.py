@@ -58,10 +58,10 @@ def load(path: Path, factor_names: tuple[str, ...], factor_sizes: tuple[int, ...
     it is built in memory instead (368 MB), with a warning.
     """
     path = Path(path)
-    reader = _Hdf5Reader(path) if path.suffix.lower() in (".hdf5", ".h5") else _NpzReader(path)
     n = int(np.prod(factor_sizes))
     try:
-        with reader:
+        hdf5 = path.suffix.lower() in (".hdf5", ".h5")
+        with _Hdf5Reader(path) if hdf5 else _NpzReader(path) as reader:
             _check_latents(path, reader, factor_sizes, values)
             metadata = reader.metadata()
             if metadata is not None:
