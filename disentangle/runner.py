@@ -197,6 +197,9 @@ class Runner:
         commit = _git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
+        source = getattr(self.setup.dataset, "source", None)  # e.g. renderer or a file
+        if source:
+            tags["dataset.source"] = str(source)
         tags.update(extra_tags or {})
         self.run_id = self.tracker.start_run(c.experiment or c.dataset,
                                              f"{c.model}-{c.dataset}-{c.seed}", tags)

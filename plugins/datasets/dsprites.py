@@ -274,8 +274,10 @@ class _ColouredDSprites(DSprites):
 
 
 class ColorDSprites(_ColouredDSprites):
-    """color-dSprites (disentanglement_lib): the sprite in a random colour per image, each
-    channel uniform in [0.5, 1], on black."""
+    """color-dSprites (disentanglement_lib): each sprite in a random colour, on black.
+
+    Every channel of the colour is uniform in [0.5, 1], drawn per image.
+    """
 
     name = "color_dsprites"
 
@@ -285,8 +287,10 @@ class ColorDSprites(_ColouredDSprites):
 
 
 class NoisyDSprites(_ColouredDSprites):
-    """noisy-dSprites (disentanglement_lib): a white sprite on a background of independent
-    uniform noise in [0, 1] per pixel and channel."""
+    """noisy-dSprites (disentanglement_lib): white sprites on a background of uniform noise.
+
+    The noise is independent per pixel and channel, uniform in [0, 1].
+    """
 
     name = "noisy_dsprites"
 
