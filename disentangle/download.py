@@ -14,14 +14,17 @@ from tqdm import tqdm
 from disentangle.errors import UsageError
 
 
-def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 30.0) -> Path:
-    """Fetch ``url`` into ``dest``, verify its SHA-256, then move it into place atomically.
+def download(url: str, dest: Path, checksum: str | None = None, timeout: float = 30.0,
+             algorithm: str = "sha256") -> Path:
+    """Fetch ``url`` into ``dest``, verify its checksum, then move it into place atomically.
 
-    A failed or interrupted download, or a checksum mismatch, leaves no file at ``dest``.
+    ``checksum`` is the published hex digest under ``algorithm`` (any name ``hashlib``
+    knows; SHA-256 unless a dataset only publishes another). A failed or interrupted
+    download, or a checksum mismatch, leaves no file at ``dest``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
+    digest = hashlib.new(algorithm)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -37,8 +40,8 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 3
                     bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
-            raise UsageError(f"checksum mismatch for {url}: expected sha256 {sha256}, "
+        if checksum is not None and digest.hexdigest() != checksum.lower():
+            raise UsageError(f"checksum mismatch for {url}: expected {algorithm} {checksum}, "
                              f"got {digest.hexdigest()}; the file was not saved")
         os.replace(tmp_name, dest)
     finally:

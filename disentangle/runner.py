@@ -197,6 +197,9 @@ class Runner:
         commit = _git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
+        source = getattr(self.setup.dataset, "source", None)  # e.g. renderer or a file
+        if source:
+            tags["dataset.source"] = str(source)
         tags.update(extra_tags or {})
         self.run_id = self.tracker.start_run(c.experiment or c.dataset,
                                              f"{c.model}-{c.dataset}-{c.seed}", tags)
@@ -351,6 +354,7 @@ class Runner:
             (folder / "scores.json").write_text(json.dumps({
                 "step": self.step, "scores": result.scores, "skipped": result.skipped,
                 "seconds": result.seconds, "images_encoded": result.images_encoded,
+                "rows_requested": result.rows_requested, "whole_grid": result.grid,
             }, indent=2))
             self.tracker.log_artifacts(self.run_id, folder)
 

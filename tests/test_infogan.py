@@ -166,3 +166,24 @@ def test_training_raises_the_categorical_information_bound():
 def test_image_size_must_fit_the_layers():
     with pytest.raises(ValueError, match="not divisible by 2\\^5"):
         _model(d_channels=(8, 8, 8, 8, 8))
+
+
+def test_q_head_learns_at_its_own_rate_and_d_at_lr_d():
+    model = _model(lr_d=1e-4, lr_q=3e-3)
+    trunk, q_head = model.opt_d.param_groups
+    assert (trunk["lr"], q_head["lr"]) == (1e-4, 3e-3)
+    assert {id(p) for p in q_head["params"]} == {
+        id(p) for p in model.discriminator.q_head.parameters()}
+
+
+@pytest.mark.parametrize("learn_variance", [False, True])
+def test_logged_information_bounds(learn_variance):
+    model = _model(continuous_dim=2, learn_variance=learn_variance)
+    losses = model.train_step(torch.rand(8, 1, 16, 16), np.zeros((8, 2)), 0)
+    assert losses["mi_bound_categorical"] == pytest.approx(
+        math.log(4) - losses["info_categorical"])
+    # with a fixed unit variance the continuous bound is always negative: not logged
+    assert ("mi_bound_continuous" in losses) == learn_variance
+    if learn_variance:
+        assert losses["mi_bound_continuous"] == pytest.approx(
+            2 * math.log(2) - losses["info_continuous"])

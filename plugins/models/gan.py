@@ -14,7 +14,8 @@ one), chosen from the image size by default (:func:`architecture_for`):
 * ``mnist`` (28x28): the InfoGAN paper's MNIST setting. G: FC 1024, FC 7x7x128, up-conv 64,
   up-conv 1; D: conv 64, conv 128, FC 1024; batch norm after every hidden layer but D's
   first; Adam with 2e-4 for D and 1e-3 for G.
-* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST layout scaled down.
+* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST networks on a
+  smaller map (G's FC 2x2x128 for 8x8 images); InfoGAN's codes differ (see its module).
 * ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting. G: FC 128,
   FC 4x4x64, up-convs 64, 32, 32, 1 (leaky ReLU 0.2, batch norm); D: conv 32, 32, 64, 64,
   FC 128, spectral norm everywhere, no batch norm; Adam 2e-3 for D, 1e-3 for G; two G updates
@@ -53,7 +54,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
     },
     "digits": {
-        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 256,
+        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 1024,
         "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
     },
     "dsprites": {
