@@ -151,6 +151,11 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
     default :func:`plan_grid` decides from what the metrics say they will ask for. The
     scores do not depend on this choice for a deterministic encoder. ``observer`` reuses
     the encodings of an earlier evaluation of the same model (its counters keep adding up).
+
+    When there are metrics, the model first gets :meth:`Model.prepare_evaluation` (e.g. a
+    GAN fits its inverse encoder), so every encoding is made after it; the diagnostics it
+    returns are logged with the scores. Since that step may depend on ``seed`` (a GAN's
+    inverse encoder does), reuse an ``observer`` only with the seed that filled it.
     """
     params = dict(params or {})
     metrics = [registry.metric(name) for name in metric_names]
@@ -162,6 +167,10 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     result = Evaluation()
+    if metrics:
+        start = time.perf_counter()
+        result.scores.update(model.prepare_evaluation(seed))
+        result.seconds["prepare_evaluation"] = time.perf_counter() - start
     if observer is None:
         observer = Observer(model, dataset, batch_size, progress)
     elif observer.model is not model or observer.dataset is not dataset:

@@ -89,6 +89,16 @@ class Model(nn.Module, ABC):
         """Pictures of what each code controls: name -> images ``[rows, cols, C, H, W]``."""
         return {}
 
+    def prepare_evaluation(self, seed: int) -> dict[str, float]:
+        """Called before every evaluation, with the run's seed; returns diagnostics to log.
+
+        Models whose representation is derived from the trained networks rather than trained
+        with them (a GAN's inverse encoder, fitted on generated images) build it here,
+        reproducibly from ``seed``, and may report how well that went (logged with the
+        scores). The default does nothing.
+        """
+        return {}
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The model's optimisers by name (their state goes into checkpoints)."""
         return {}
@@ -102,6 +112,17 @@ class Model(nn.Module, ABC):
         self.load_state_dict(state["modules"])
         for key, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][key])
+
+
+def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:
+    """Each row of ``base`` ``[rows, d]`` once per value, with ``column`` set to that value.
+
+    The result is ``[rows * len(values), d]`` in row-major order (row 0 with every value,
+    then row 1, ...): the inputs of a traversal picture whose rows share all other codes.
+    """
+    out = base.repeat_interleave(len(values), 0)
+    out[:, column] = values.to(out.dtype).repeat(len(base))
+    return out
 
 
 @contextmanager

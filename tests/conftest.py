@@ -7,7 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from disentangle.registry import get_registry
 
@@ -55,3 +57,13 @@ def with_toy(toy_site: Path, monkeypatch: pytest.MonkeyPatch, workdir: Path):
     yield get_registry()
     sys.modules.pop("toy_plugin", None)
     get_registry.cache_clear()
+
+
+@pytest.fixture
+def blob_batch() -> torch.Tensor:
+    """32 binary 16x16 images, each a 4x4 square at a random place: a batch a model can learn."""
+    rng = np.random.default_rng(0)
+    images = torch.zeros(32, 1, 16, 16)
+    for i, (top, left) in enumerate(rng.integers(0, 13, size=(32, 2))):
+        images[i, 0, top:top + 4, left:left + 4] = 1
+    return images

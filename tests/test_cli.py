@@ -70,7 +70,8 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["run", "nosuchmodel", "--dataset", "toy_blobs"],
-     "unknown model 'nosuchmodel'; available: infogan, toy_autoencoder"),
+     "unknown model 'nosuchmodel'; available: annealed_vae, beta_tcvae, beta_vae, dip_vae_i, "
+     "dip_vae_ii, factor_vae, gan, infogan, toy_autoencoder"),
     (["run", "toy_autoencoder", "--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'; "),
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--metrics", "nosuchmetric"],
      "unknown metric 'nosuchmetric'"),

@@ -14,6 +14,7 @@ import disentangle
 from disentangle import compare, suites
 from disentangle.cli import main
 from disentangle.errors import UsageError
+from disentangle.registry import get_registry
 
 SUITE = """
 name: tiny
@@ -134,3 +135,35 @@ def test_compare_summarizes_by_setting_with_sample_std():
     assert summary["mig std"].tolist() == pytest.approx([0.1414213, 0.0])
     with pytest.raises(UsageError, match="no run logged dci"):
         compare.tidy(runs, ["dci"])
+
+
+SUITE_FILES = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "suites")
+                     .glob("*.yaml"))
+
+
+def test_the_shipped_suites_are_there():
+    assert {p.stem for p in SUITE_FILES} >= {"smoke", "reference_study", "baselines_dsprites"}
+
+
+@pytest.mark.parametrize("path", SUITE_FILES, ids=lambda p: p.stem)
+def test_every_shipped_suite_loads(path):
+    # what `disentangle bench NAME --dry-run` checks: known names, valid settings and
+    # hyper-parameters for every run, no run listed twice
+    suite = suites.load_suite(str(path), get_registry())
+    assert suite.name == path.stem and suite.specs
+
+
+def test_reference_study_grids():
+    suite = suites.load_suite(str(SUITE_FILES[0].parent / "reference_study.yaml"),
+                              get_registry())
+    settings: dict[str, set] = {}
+    for spec in suite.specs:
+        assert (spec.config.dataset, spec.config.steps, spec.config.batch_size) == (
+            "dsprites", 300_000, 64)
+        settings.setdefault(spec.config.model, set()).add(spec.overrides)
+    assert {model: len(points) for model, points in settings.items()} == dict.fromkeys(
+        ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tcvae"], 6)
+    assert len(suite.specs) == 6 * 6 * 50
+    assert {s.config.seed for s in suite.specs} == set(range(50))
+    assert dict(suite.specs[len(suite.specs) // 6].overrides) == {  # annealed_vae, first point
+        "gamma": "1000", "capacity_steps": "100000", "c_max": "5"}

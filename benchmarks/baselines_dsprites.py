@@ -1,0 +1,150 @@
+"""Baselines on dSprites: every model at its default (CPU) schedule, several seeds, one table.
+
+The models, seeds and schedule come from the suite ``suites/baselines_dsprites.yaml``. Each
+(model, seed) is trained and scored exactly as ``disentangle run MODEL --dataset
+dsprites --seed S`` would (same runner, default hyper-parameters and steps, one final
+evaluation with every registered metric). Results are appended to a JSON-lines file as
+each run ends, so an interrupted benchmark keeps what it measured and a second call only
+runs what is missing; ``--report`` turns the file into a Markdown table (mean and standard
+deviation over seeds, and how many seeds each row has). Run from the repository root::
+
+    nice python benchmarks/baselines_dsprites.py [--seeds 3] [--jobs 2] [--models a,b]
+    python benchmarks/baselines_dsprites.py --report
+
+Each worker uses one CPU thread. Runs are logged to a throw-away MLflow store unless
+``--tracking-uri`` names one to keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+import disentangle
+from disentangle.config import RunConfig
+from disentangle.registry import get_registry
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SUITE = Path(__file__).resolve().parent / "suites" / "baselines_dsprites.yaml"
+#: columns of the table, in order; per-factor details (``mig.shape``...) stay in the JSON
+HEADLINE = ("mig", "categorical_accuracy")
+
+
+def run_one(task: tuple[str, int, int, str | None]) -> dict:
+    """Train and score one (model, seed) in a scratch folder; returns its record."""
+    model, seed, steps, tracking_uri = task
+    from disentangle import runner
+    from disentangle.tracking import Tracker
+
+    torch.set_num_threads(1)
+    registry = get_registry()
+    metrics = tuple(sorted(registry.entries["metric"]))
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            config = RunConfig(model=model, dataset="dsprites", seed=seed, steps=steps,
+                               metrics=metrics, experiment="baselines_dsprites")
+            setup = runner.prepare(config, {}, registry)
+            setup = replace(setup, config=replace(setup.config,
+                                                  eval_every=setup.config.steps + 1))
+            tracker = Tracker(tracking_uri or f"sqlite:///{Path(scratch) / 'mlflow.db'}")
+            job = runner.Runner(setup, registry, tracker, torch.device("cpu"),
+                                echo=lambda text: None, progress=False)
+            job.start()
+            result = job.train()
+        finally:
+            os.chdir(previous)
+    evaluation = sum(job.last_evaluation.seconds.values())
+    return {"model": model, "seed": seed, "steps": result.step, "status": result.status,
+            "seconds": round(result.seconds, 1), "eval_seconds": round(evaluation, 1),
+            "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
+            "scores": result.scores, "skipped": result.skipped}
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def report(records: list[dict], models: list[str], seeds: int) -> str:
+    """A Markdown table: per model, mean +- std (ddof 1) over finished seeds of each score."""
+    lines = [
+        "| model | seeds | steps | " + " | ".join(HEADLINE) + " | ms/step | s/run |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in HEADLINE) + " | --- | --- |",
+    ]
+    for model in models:
+        rows = [r for r in records if r["model"] == model and r["status"] == "FINISHED"]
+        if not rows:
+            lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in HEADLINE)
+                         + " | | |")
+            continue
+        cells = []
+        for key in HEADLINE:
+            values = [r["scores"][key] for r in rows if key in r["scores"]]
+            cells.append(_mean_std(values) if values else "n/a")
+        steps = sorted({r["steps"] for r in rows})
+        lines.append(f"| {model} | {len(rows)} of {seeds} | {','.join(map(str, steps))} | "
+                     + " | ".join(cells) + f" | {np.mean([r['ms_per_step'] for r in rows]):.0f} | "
+                     f"{np.mean([r['seconds'] for r in rows]):.0f} |")
+    return "\n".join(lines)
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def main() -> None:
+    suite = yaml.safe_load(SUITE.read_text())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=len(suite["seeds"]),
+                        help="seeds 0..N-1 per model (default: as many as the suite's)")
+    parser.add_argument("--models", default=",".join(run["model"] for run in suite["runs"]),
+                        help="comma-separated models (default: the suite's)")
+    parser.add_argument("--steps", type=int, default=suite["steps"],
+                        help="0: each model's default")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--results", type=Path, default=RESULTS / "baselines_dsprites.jsonl",
+                        help="JSON-lines file the runs are appended to")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store to keep runs in")
+    parser.add_argument("--report", action="store_true", help="only print the table")
+    args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    if args.report:
+        print(report(read_results(args.results), models, args.seeds))
+        return
+    done = {(r["model"], r["seed"]) for r in read_results(args.results)
+            if r["status"] == "FINISHED"}
+    # seed-major order: a partial run still covers every model
+    tasks = [(m, s, args.steps, args.tracking_uri) for s in range(args.seeds) for m in models
+             if (m, s) not in done]
+    print(f"disentangle {disentangle.__version__}, torch {torch.__version__}, "
+          f"Python {platform.python_version()}; {len(tasks)} runs to do", flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+        for record in pool.imap_unordered(run_one, tasks):
+            with args.results.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            shown = "  ".join(f"{k} {record['scores'][k]:.4f}" for k in HEADLINE
+                              if k in record["scores"])
+            print(f"{record['model']} seed {record['seed']}: {record['status']} after "
+                  f"{record['seconds']:.0f} s  {shown}", flush=True)
+    print(report(read_results(args.results), models, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
