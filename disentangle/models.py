@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -112,6 +112,24 @@ class Model(nn.Module, ABC):
         self.load_state_dict(state["modules"])
         for key, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][key])
+
+
+@runtime_checkable
+class ClassConditional(Protocol):
+    """A model that generates images of a chosen class: conditional GANs (their label) and
+    InfoGAN (its first categorical code). The ``conditional_accuracy`` metric asks for it.
+
+    ``num_classes`` is how many classes it offers (0: none, e.g. an InfoGAN without a
+    categorical code). ``class_factor`` names the dataset's categorical factor whose values
+    the classes are, or is None when the classes are values of a code learnt without labels,
+    whose correspondence to the dataset's classes has to be found.
+    """
+
+    class_factor: str | None
+    num_classes: int
+
+    def generate_class(self, n: int, cls: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images of class ``cls``, ``[n, C, H, W]`` in [0, 1] (called in eval mode)."""
 
 
 def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:

@@ -50,10 +50,15 @@ def run_cache(run_id: str) -> Path:
     return runs_cache() / run_id
 
 
+def cache_home() -> Path:
+    """This machine's folder for local files that outlive a process (run folders, fitted
+    evaluation helpers): ``$DISENTANGLE_CACHE``, by default ``~/.cache/disentangle``."""
+    return Path(os.environ.get("DISENTANGLE_CACHE") or Path.home() / ".cache" / "disentangle")
+
+
 def runs_cache() -> Path:
     """The folder of every run's local files on this machine (see :func:`run_cache`)."""
-    root = os.environ.get("DISENTANGLE_CACHE") or Path.home() / ".cache" / "disentangle"
-    return Path(root) / "runs"
+    return cache_home() / "runs"
 
 
 def resolve_uri(uri: str | None = None) -> str:

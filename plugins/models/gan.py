@@ -131,30 +131,42 @@ class GANBase(Model):
     Subclasses implement :meth:`sample_latent` (the parts of the latent vector, on CPU) and
     :meth:`latent_vector` (the generator's input from those parts), and may override
     :meth:`code_loss` (a loss on Q's output for the parts, added to both players' losses).
+    Conditional GANs also tell D what it judges: :meth:`real_condition` and
+    :meth:`fake_condition` give the condition (the class labels) of real and generated
+    images, :meth:`discriminate` uses it, and :meth:`real_code_loss` adds a loss on Q's
+    output for real images to D's loss.
+
+    ``d_extra_channels`` widens D's input beyond the image's channels (for conditions given
+    as extra channels); ``projection_classes`` makes D a projection discriminator.
     """
 
     def __init__(self, config: GANConfig, dataset: FactorDataset, device: torch.device,
-                 latent_dim: int, q_out: int = 0, q_dim: int = 0):
+                 latent_dim: int, q_out: int = 0, q_dim: int = 0, d_extra_channels: int = 0,
+                 projection_classes: int = 0):
         super().__init__(config, dataset, device)
         self.latent_dim = latent_dim
         self.generator = Generator(latent_dim, self.image_shape, config.d_channels,
                                    config.fc_dim, config.g_leak)
+        channels, height, width = self.image_shape
         self.discriminator = Discriminator(
-            self.image_shape, config.d_channels, config.fc_dim, q_out, q_dim, leak=config.leak,
-            spectral_norm=config.spectral_norm, batchnorm=config.batchnorm)
+            (channels + d_extra_channels, height, width), config.d_channels, config.fc_dim,
+            q_out, q_dim, leak=config.leak, spectral_norm=config.spectral_norm,
+            batchnorm=config.batchnorm, projection_classes=projection_classes)
         init_gan_weights(self.generator)
         init_gan_weights(self.discriminator)
 
     def _make_optimizers(self, lr_q: float | None = None) -> None:
         """Move to the device and create the Adam optimisers (call at the end of __init__).
 
-        D's trunk and head learn at ``lr_d``, Q's head (if any) at ``lr_q``; Q's loss also
-        shapes the shared trunk. G has its own optimiser.
+        D's trunk and heads (a projection's class embedding included) learn at ``lr_d``, Q's
+        head (if any) at ``lr_q``; Q's loss also shapes the shared trunk. G has its own
+        optimiser.
         """
         self.to(self.device)
         betas = (self.config.beta1, self.config.beta2)
         d = self.discriminator
-        groups = [{"params": [*d.trunk.parameters(), *d.d_head.parameters()],
+        groups = [{"params": [p for name, p in d.named_parameters()
+                              if not name.startswith("q_head.")],
                    "lr": self.config.lr_d}]
         if d.q_head is not None:
             if lr_q is None:
@@ -181,25 +193,48 @@ class GANBase(Model):
         """A loss on Q's output for the latent parts that made the images, and values to log."""
         return torch.zeros((), device=self.device), {}
 
+    def real_condition(self, factors: np.ndarray) -> torch.Tensor | None:
+        """What D is told about real images besides their pixels, from the batch's factors
+        (conditional GANs: the class labels); None here."""
+        return None
+
+    def fake_condition(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """What D is told about generated images (the classes they were made for); None here."""
+        return None
+
+    def discriminate(self, images: torch.Tensor, condition: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits ``[n]`` and Q's outputs for images under ``condition``."""
+        return self.discriminator(images)
+
+    def real_code_loss(self, q: torch.Tensor | None, condition: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, dict[str, float]]:
+        """A loss on Q's output for real images, added to D's loss only (AC-GAN's class loss
+        on real images), and values to log; zero here."""
+        return torch.zeros((), device=self.device), {}
+
     def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
         cfg = self.config
         n = images.shape[0]
         real = images.to(self.device)
 
+        real_condition = self.real_condition(factors)
         parts = self.sample_latent(n)
         with torch.no_grad():
             fake = self.generator(self.latent_vector(*parts))
-        real_logit, _ = self.discriminator(real)
-        fake_logit, q_fake = self.discriminator(fake)
+        real_logit, q_real = self.discriminate(real, real_condition)
+        fake_logit, q_fake = self.discriminate(fake, self.fake_condition(parts))
         d_adv = adversarial_loss(cfg.loss, real_logit, fake_logit, for_generator=False)
-        d_loss = d_adv + self.code_loss(q_fake, parts)[0]
+        d_real_code, logged_real = self.real_code_loss(q_real, real_condition)
+        d_loss = d_adv + self.code_loss(q_fake, parts)[0] + d_real_code
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
         for _ in range(cfg.g_steps):
             parts = self.sample_latent(n)
-            fake_logit, q_fake = self.discriminator(self.generator(self.latent_vector(*parts)))
+            fake_logit, q_fake = self.discriminate(self.generator(self.latent_vector(*parts)),
+                                                   self.fake_condition(parts))
             g_adv = adversarial_loss(cfg.loss, None, fake_logit, for_generator=True)
             g_code, logged = self.code_loss(q_fake, parts)
             self.opt_g.zero_grad(set_to_none=True)
@@ -207,7 +242,7 @@ class GANBase(Model):
             self.opt_g.step()
 
         return {"d_loss": d_loss.item(), "g_loss": g_adv.item(),
-                "d_real": torch.sigmoid(real_logit).mean().item(), **logged}
+                "d_real": torch.sigmoid(real_logit).mean().item(), **logged_real, **logged}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"d": self.opt_d, "g": self.opt_g}
@@ -217,12 +252,45 @@ class GANBase(Model):
         return self.generator(self.latent_vector(*self.sample_latent(n, generator))).cpu()
 
 
+class InverseScoredGAN(GANBase):
+    """A GAN scored through an inverse encoder (see
+    :mod:`~disentangle_plugins.models.inverse`) that predicts G's whole input vector.
+
+    Subclasses call :meth:`_build_inverse` before :meth:`_make_optimizers` and may override
+    :meth:`representation` to read the predicted vector as codes (by default every entry is
+    a continuous code).
+    """
+
+    def _build_inverse(self) -> None:
+        self.inverse = InverseEncoder(self.image_shape, self.latent_dim, self.config.d_channels)
+
+    def _generated_pairs(self, n: int, generator: torch.Generator
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.latent_vector(*self.sample_latent(n, generator))
+        with eval_mode(self.generator):
+            return latent, self.generator(latent)
+
+    def prepare_evaluation(self, seed: int) -> dict[str, float]:
+        """Fit the inverse encoder on this generator's samples (see the module docstring)."""
+        mse = self.inverse.fit(self._generated_pairs, self.config, seed)
+        return {"inverse_encoder.mse": mse}
+
+    def representation(self, predicted: torch.Tensor) -> Representation:
+        """The codes of images whose generator input is predicted as ``predicted``."""
+        return Representation(predicted.double().cpu().numpy(),
+                              np.zeros((len(predicted), 0), np.int64))
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> Representation:
+        return self.representation(self.inverse(images.to(self.device)))
+
+
 @dataclass(frozen=True)
 class PlainGANConfig(InverseEncoderConfig, GANConfig):
     """GAN hyper-parameters plus those of the inverse encoder that scores it."""
 
 
-class GAN(GANBase):
+class GAN(InverseScoredGAN):
     """Plain GAN with InfoGAN's networks and no codes, scored through an inverse encoder."""
 
     name = "gan"
@@ -233,7 +301,7 @@ class GAN(GANBase):
         if config.noise_dim < 1:
             raise ValueError("a plain GAN needs noise_dim >= 1")
         super().__init__(config, dataset, device, latent_dim=config.noise_dim)
-        self.inverse = InverseEncoder(self.image_shape, config.noise_dim, config.d_channels)
+        self._build_inverse()
         self._make_optimizers()
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None
@@ -242,22 +310,6 @@ class GAN(GANBase):
 
     def latent_vector(self, *parts: torch.Tensor) -> torch.Tensor:
         return parts[0].to(self.device)
-
-    def _generated_pairs(self, n: int, generator: torch.Generator
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        (noise,) = self.sample_latent(n, generator)
-        with eval_mode(self.generator):
-            return noise, self.generator(self.latent_vector(noise))
-
-    def prepare_evaluation(self, seed: int) -> dict[str, float]:
-        """Fit the inverse encoder on this generator's samples (see the module docstring)."""
-        mse = self.inverse.fit(self._generated_pairs, self.config, seed)
-        return {"inverse_encoder.mse": mse}
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> Representation:
-        codes = self.inverse(images.to(self.device))
-        return Representation(codes.double().cpu().numpy(), np.zeros((len(codes), 0), np.int64))
 
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8, steps: int = 9,

@@ -6,7 +6,9 @@ trunk, predicts ``c`` from ``G(z, c)``; minimising Q's negative log-likelihood m
 variational lower bound on the mutual information I(c; G(z, c)): for a categorical code the
 bound is H(c) minus Q's cross-entropy, for a continuous code H(U(-1, 1)) = log 2 minus Q's
 Gaussian negative log-likelihood. The representation scored by the metrics is Q's output on
-real images: continuous means and the arg-max of each categorical code.
+real images: continuous means and the arg-max of each categorical code. Its first
+categorical code also makes it a :class:`~disentangle.models.ClassConditional` generator
+(``generate_class``), scored by ``conditional_accuracy`` next to the conditional GANs.
 
 The networks and the training step are the shared GAN ones
 (:class:`~disentangle_plugins.models.gan.GANBase`, built from
@@ -183,6 +185,25 @@ class InfoGAN(GANBase):
                 # per code, so it is only worth reading when Q learns the variance
                 logged["mi_bound_continuous"] = cfg.continuous_dim * math.log(2) - info_cont.item()
         return cfg.lambda_categorical * info_cat + cfg.lambda_continuous * info_cont, logged
+
+    # -- class-conditional generation (the ClassConditional protocol) ------------------------
+
+    #: the first categorical code is learnt without labels: not tied to a dataset factor
+    class_factor = None
+
+    @property
+    def num_classes(self) -> int:
+        """Values of the first categorical code (0 without one)."""
+        return self.cat_sizes[0] if self.cat_sizes else 0
+
+    @torch.no_grad()
+    def generate_class(self, n: int, cls: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images with the first categorical code at ``cls``, the rest drawn as usual."""
+        if not self.cat_sizes:
+            raise ValueError("this InfoGAN has no categorical code")
+        noise, classes, continuous = self.sample_latent(n, generator)
+        classes[:, 0] = cls
+        return self.generator(self.latent_vector(noise, classes, continuous)).cpu()
 
     # -- inference ---------------------------------------------------------------------------
 

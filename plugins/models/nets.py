@@ -138,11 +138,16 @@ class Discriminator(nn.Module):
 
     ``batchnorm`` puts batch norm after every hidden layer but the first convolution (the
     InfoGAN paper's MNIST D), Q's hidden layer included; ``spectral_norm`` wraps every layer.
+
+    ``projection_classes`` > 0 makes it a projection discriminator (Miyato and Koyama 2018):
+    the logit of an image ``x`` of class ``y`` is ``D(phi(x)) + <embed(y), phi(x)>``, with
+    ``phi`` the trunk's features and ``embed`` a learnt ``fc_dim`` vector per class.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...],
                  fc_dim: int, q_out: int = 0, q_dim: int = 0, leak: float = 0.2,
-                 spectral_norm: bool = True, batchnorm: bool = False):
+                 spectral_norm: bool = True, batchnorm: bool = False,
+                 projection_classes: int = 0):
         super().__init__()
         check_image_size(image_shape, len(channels), "d_channels")
         if q_out and q_dim < 1:
@@ -165,22 +170,35 @@ class Discriminator(nn.Module):
         self.q_head = nn.Sequential(
             *dense(fc_dim, q_dim), _maybe_sn(nn.Linear(q_dim, q_out), spectral_norm),
         ) if q_out else None
+        self.embed = _maybe_sn(nn.Embedding(projection_classes, fc_dim), spectral_norm) \
+            if projection_classes else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real/fake logits ``[n]`` and Q's outputs ``[n, q_out]`` (None without a Q head)."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Real/fake logits ``[n]`` and Q's outputs ``[n, q_out]`` (None without a Q head).
+
+        ``labels`` (int ``[n]``) are the classes a projection discriminator is asked about.
+        """
         features = self.trunk(images)
         q = self.q_head(features) if self.q_head is not None else None
-        return self.d_head(features).squeeze(1), q
+        logits = self.d_head(features).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("a projection discriminator needs the images' class labels")
+            logits = logits + (self.embed(labels) * features).sum(1)
+        return logits, q
 
 
 def init_gan_weights(module: nn.Module) -> None:
-    """N(0, 0.02) weights and zero biases (official InfoGAN code); batch-norm scales near 1."""
+    """N(0, 0.02) weights and zero biases (official InfoGAN code), class embeddings included;
+    batch-norm scales near 1."""
     for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             weight = getattr(layer, "parametrizations", None)
             target = weight.weight.original if weight is not None else layer.weight
             nn.init.normal_(target, 0.0, 0.02)
-            nn.init.zeros_(layer.bias)
+            if getattr(layer, "bias", None) is not None:
+                nn.init.zeros_(layer.bias)
         elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)

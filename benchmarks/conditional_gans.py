@@ -1,0 +1,138 @@
+"""Conditional GANs next to InfoGAN: conditional accuracy and MIG, several seeds, one table.
+
+Each (model, seed) of ``cgan``, ``acgan``, ``projection_cgan`` and ``infogan`` is trained
+and scored as ``disentangle run MODEL --dataset DATASET --seed S --steps N --metrics
+conditional_accuracy,mig,categorical_accuracy`` would (same runner, default
+hyper-parameters, one final evaluation). The conditional GANs are conditioned on the
+dataset's first categorical factor (``digit``, ``shape``); InfoGAN's first categorical code
+is matched to it by the metric. Their MIG and categorical accuracy come from the
+inverse-encoder protocol, InfoGAN's from its Q head. Results are appended to a JSON-lines
+file as each run ends (a second call only runs what is missing); ``--report`` prints the
+Markdown table (mean and standard deviation over seeds). Run from the repository root::
+
+    nice python benchmarks/conditional_gans.py --dataset digits --steps 1000 [--seeds 3]
+    python benchmarks/conditional_gans.py --dataset digits --report
+
+The classifier judging conditional accuracy is trained once per dataset and cached (see
+``plugins/metrics/conditional.py``); its held-out accuracy is the table's last column.
+Each worker uses one CPU thread; runs go to a throw-away MLflow store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from baselines_dsprites import _mean_std, read_results
+
+import disentangle
+from disentangle.config import RunConfig
+from disentangle.registry import get_registry
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("cgan", "acgan", "projection_cgan", "infogan")
+METRICS = ("conditional_accuracy", "mig", "categorical_accuracy")
+#: table columns: the scores, then the judge's own held-out accuracy
+COLUMNS = (*METRICS, "conditional_accuracy.classifier")
+
+
+def run_one(task: tuple[str, str, int, int]) -> dict:
+    """Train and score one (model, seed) in a scratch folder; returns its record."""
+    model, dataset, seed, steps = task
+    from disentangle import runner
+    from disentangle.tracking import Tracker
+
+    torch.set_num_threads(1)
+    registry = get_registry()
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
+                               metrics=METRICS, experiment="conditional_gans")
+            setup = runner.prepare(config, {}, registry)
+            setup = replace(setup, config=replace(setup.config,
+                                                  eval_every=setup.config.steps + 1))
+            tracker = Tracker(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
+            job = runner.Runner(setup, registry, tracker, torch.device("cpu"),
+                                echo=lambda text: None, progress=False)
+            job.start()
+            result = job.train()
+        finally:
+            os.chdir(previous)
+    evaluation = sum(job.last_evaluation.seconds.values())
+    return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
+            "status": result.status, "seconds": round(result.seconds, 1),
+            "eval_seconds": round(evaluation, 1),
+            "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
+            "scores": result.scores, "skipped": result.skipped}
+
+
+def report(records: list[dict], models: list[str], seeds: int) -> str:
+    """A Markdown table: per model, mean ± std (ddof 1) over finished seeds of each column."""
+    lines = ["| model | seeds | steps | " + " | ".join(COLUMNS) + " | ms/step | s/run |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in COLUMNS) + " | --- | --- |"]
+    for model in models:
+        rows = [r for r in records if r["model"] == model and r["status"] == "FINISHED"]
+        if not rows:
+            lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in COLUMNS)
+                         + " | | |")
+            continue
+        cells = []
+        for key in COLUMNS:
+            values = [r["scores"][key] for r in rows if key in r["scores"]]
+            cells.append(_mean_std(values) if values else "n/a")
+        steps = ",".join(map(str, sorted({r["steps"] for r in rows})))
+        lines.append(f"| {model} | {len(rows)} of {seeds} | {steps} | " + " | ".join(cells)
+                     + f" | {np.mean([r['ms_per_step'] for r in rows]):.0f} | "
+                     f"{np.mean([r['seconds'] for r in rows]):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits", help="dataset plugin (default: digits)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per model")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON-lines file (default: results/conditional_gans_DATASET.jsonl)")
+    parser.add_argument("--report", action="store_true", help="only print the table")
+    args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    results = args.results or RESULTS / f"conditional_gans_{args.dataset}.jsonl"
+    records = [r for r in read_results(results) if r["dataset"] == args.dataset]
+    if args.report:
+        print(report(records, models, args.seeds))
+        return
+    done = {(r["model"], r["seed"]) for r in records if r["status"] == "FINISHED"}
+    # seed-major order: a partial run still covers every model
+    tasks = [(m, args.dataset, s, args.steps) for s in range(args.seeds) for m in models
+             if (m, s) not in done]
+    print(f"disentangle {disentangle.__version__}, torch {torch.__version__}, "
+          f"Python {platform.python_version()}; {len(tasks)} runs to do", flush=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+        for record in pool.imap_unordered(run_one, tasks):
+            with results.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+            shown = "  ".join(f"{k} {record['scores'][k]:.4f}" for k in METRICS
+                              if k in record["scores"])
+            print(f"{record['model']} seed {record['seed']}: {record['status']} after "
+                  f"{record['seconds']:.0f} s  {shown}", flush=True)
+    records = [r for r in read_results(results) if r["dataset"] == args.dataset]
+    print(report(records, models, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
