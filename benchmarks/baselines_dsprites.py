@@ -101,6 +101,22 @@ def report(records: list[dict], models: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
+def factor_report(records: list[dict], models: list[str], metric: str = "mig") -> str:
+    """A Markdown table of a metric's per-factor scores (``mig.shape``...), mean over seeds."""
+    finished = [r for r in records if r["status"] == "FINISHED"]
+    keys = list(dict.fromkeys(k for r in finished for k in r["scores"]
+                              if k.startswith(metric + ".")))
+    lines = ["| model | " + " | ".join(k.split(".", 1)[1] for k in keys) + " |",
+             "| --- | " + " | ".join("---" for _ in keys) + " |"]
+    for model in models:
+        rows = [r for r in finished if r["model"] == model]
+        if rows:
+            lines.append(f"| {model} | " + " | ".join(
+                f"{np.mean([r['scores'][k] for r in rows if k in r['scores']]):.3f}"
+                for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
@@ -124,7 +140,9 @@ def main() -> None:
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     if args.report:
-        print(report(read_results(args.results), models, args.seeds))
+        records = read_results(args.results)
+        print(report(records, models, args.seeds))
+        print(f"\nper-factor MIG (mean over seeds):\n\n{factor_report(records, models)}")
         return
     done = {(r["model"], r["seed"]) for r in read_results(args.results)
             if r["status"] == "FINISHED"}

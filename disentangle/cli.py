@@ -351,13 +351,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     registry = _registry()
     entry = registry.get("model", args.model)
     model_cls = entry.obj
-    defaults = {}
+    defaults, steps = {}, model_cls.default_steps
     if args.dataset:
-        defaults = model_cls.dataset_defaults(registry.dataset(args.dataset)())
+        dataset = registry.dataset(args.dataset)()
+        defaults, steps = model_cls.dataset_defaults(dataset), model_cls.default_steps_for(dataset)
     # the values a run would use: a config may derive unset options from others
     resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
     print(f"{entry.name} ({entry.distribution}): {entry.summary}")
-    print(f"default schedule: {model_cls.default_steps} steps")
+    print(f"default schedule: {steps} steps")
     print("hyper-parameters (set with --set KEY=VALUE):")
     rows = fields_help(model_cls.Config)
     width = max(len(type_text) for _, type_text, _, _ in rows)

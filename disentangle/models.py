@@ -69,6 +69,12 @@ class Model(nn.Module, ABC):
         self.device = torch.device(device)
 
     @classmethod
+    def default_steps_for(cls, dataset: FactorDataset) -> int:
+        """The default schedule on ``dataset`` (``default_steps`` unless a model's step
+        cost depends on the dataset)."""
+        return cls.default_steps
+
+    @classmethod
     def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
         """Hyper-parameters that depend on the dataset (applied before ``--set`` overrides)."""
         return {}

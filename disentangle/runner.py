@@ -101,7 +101,7 @@ def prepare(config: RunConfig, overrides: dict[str, str], registry: Registry) ->
     params = dict(config.params) or model_cls.dataset_defaults(dataset)
     params.update(cfg.parse_assignments(model_cls.Config, overrides, config.model))
     model_config = cfg.instantiate(model_cls.Config, params, config.model)
-    config = replace(config, steps=config.steps or model_cls.default_steps,
+    config = replace(config, steps=config.steps or model_cls.default_steps_for(dataset),
                      params=tuple(cfg.to_dict(model_config).items()))
     return Setup(config, dataset, model_cls, model_config)
 
