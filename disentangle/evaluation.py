@@ -38,7 +38,7 @@ class Observer:
     ``rows_requested`` what the metrics asked for.
     """
 
-    def __init__(self, model: Model, dataset: FactorDataset, batch_size: int = 1024,
+    def __init__(self, model: Model, dataset: FactorDataset, batch_size: int = 256,
                  progress: bool = False):
         self.model = model
         self.dataset = dataset
@@ -142,7 +142,7 @@ def plan_grid(dataset: FactorDataset, rows_requested: int) -> bool:
 def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
              registry: Registry, seed: int,
              params: Mapping[str, Mapping[str, Any]] | None = None,
-             batch_size: int = 1024, grid: bool | None = None,
+             batch_size: int = 256, grid: bool | None = None,
              progress: bool = False, observer: Observer | None = None) -> Evaluation:
     """Score ``model`` with each named metric; the draws depend on ``seed`` alone.
 
