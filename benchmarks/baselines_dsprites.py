@@ -78,20 +78,21 @@ def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def report(records: list[dict], models: list[str], seeds: int) -> str:
+def report(records: list[dict], models: list[str], seeds: int,
+           columns: tuple[str, ...] = HEADLINE) -> str:
     """A Markdown table: per model, mean +- std (ddof 1) over finished seeds of each score."""
     lines = [
-        "| model | seeds | steps | " + " | ".join(HEADLINE) + " | ms/step | s/run |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in HEADLINE) + " | --- | --- |",
+        "| model | seeds | steps | " + " | ".join(columns) + " | ms/step | s/run |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in columns) + " | --- | --- |",
     ]
     for model in models:
         rows = [r for r in records if r["model"] == model and r["status"] == "FINISHED"]
         if not rows:
-            lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in HEADLINE)
+            lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in columns)
                          + " | | |")
             continue
         cells = []
-        for key in HEADLINE:
+        for key in columns:
             values = [r["scores"][key] for r in rows if key in r["scores"]]
             cells.append(_mean_std(values) if values else "n/a")
         steps = sorted({r["steps"] for r in rows})

@@ -29,9 +29,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from baselines_dsprites import _mean_std, read_results
+from baselines_dsprites import read_results, report
 
 import disentangle
 from disentangle.config import RunConfig
@@ -76,27 +75,6 @@ def run_one(task: tuple[str, str, int, int]) -> dict:
             "scores": result.scores, "skipped": result.skipped}
 
 
-def report(records: list[dict], models: list[str], seeds: int) -> str:
-    """A Markdown table: per model, mean ± std (ddof 1) over finished seeds of each column."""
-    lines = ["| model | seeds | steps | " + " | ".join(COLUMNS) + " | ms/step | s/run |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in COLUMNS) + " | --- | --- |"]
-    for model in models:
-        rows = [r for r in records if r["model"] == model and r["status"] == "FINISHED"]
-        if not rows:
-            lines.append(f"| {model} | 0 of {seeds} | | " + " | ".join("" for _ in COLUMNS)
-                         + " | | |")
-            continue
-        cells = []
-        for key in COLUMNS:
-            values = [r["scores"][key] for r in rows if key in r["scores"]]
-            cells.append(_mean_std(values) if values else "n/a")
-        steps = ",".join(map(str, sorted({r["steps"] for r in rows})))
-        lines.append(f"| {model} | {len(rows)} of {seeds} | {steps} | " + " | ".join(cells)
-                     + f" | {np.mean([r['ms_per_step'] for r in rows]):.0f} | "
-                     f"{np.mean([r['seconds'] for r in rows]):.0f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits", help="dataset plugin (default: digits)")
@@ -112,7 +90,7 @@ def main() -> None:
     results = args.results or RESULTS / f"conditional_gans_{args.dataset}.jsonl"
     records = [r for r in read_results(results) if r["dataset"] == args.dataset]
     if args.report:
-        print(report(records, models, args.seeds))
+        print(report(records, models, args.seeds, COLUMNS))
         return
     done = {(r["model"], r["seed"]) for r in records if r["status"] == "FINISHED"}
     # seed-major order: a partial run still covers every model
@@ -131,7 +109,7 @@ def main() -> None:
             print(f"{record['model']} seed {record['seed']}: {record['status']} after "
                   f"{record['seconds']:.0f} s  {shown}", flush=True)
     records = [r for r in read_results(results) if r["dataset"] == args.dataset]
-    print(report(records, models, args.seeds))
+    print(report(records, models, args.seeds, COLUMNS))
 
 
 if __name__ == "__main__":

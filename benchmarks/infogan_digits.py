@@ -14,31 +14,20 @@ H(c) = ln 10. The bar to clear is k-means on the same pixels (benchmarks/digits_
 
 from __future__ import annotations
 
-import argparse
 import math
 import platform
 import tempfile
 from pathlib import Path
 
 import torch
-from runs import summarise, train_and_score
-
-from disentangle.config import split_assignments
+from runs import seed_arguments, summarise, train_and_score
 
 #: steps at which the bound is shown (the end of each 20-step logging window)
 BOUND_STEPS = (20, 100, 200, 500, 1000)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1")
-    parser.add_argument("--steps", type=int, default=0, help="0: the model's default schedule")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="model hyper-parameter override")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    overrides = split_assignments(args.overrides)
+    args, overrides = seed_arguments(__doc__.splitlines()[0])
     ceiling = math.log(10)
     print(f"# torch {torch.__version__}, Python {platform.python_version()}, CPU, "
           f"{args.threads} thread(s); overrides: {overrides or 'none'}")

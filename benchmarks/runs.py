@@ -6,6 +6,7 @@ resolution, runner and metrics), logged to a throw-away MLflow store the caller 
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from disentangle import runner
-from disentangle.config import RunConfig
+from disentangle.config import RunConfig, split_assignments
 from disentangle.registry import get_registry
 from disentangle.tracking import Tracker
 
@@ -48,3 +49,17 @@ def summarise(rows: list[dict[str, Any]], keys: Iterable[str]) -> None:
         spread = f", std {values.std(ddof=1):.4f} (ddof=1)" if len(values) > 1 else ""
         print(f"{key}: mean {values.mean():.4f}{spread}, min {values.min():.4f}, "
               f"max {values.max():.4f} over {len(values)} seed(s)")
+
+
+def seed_arguments(description: str) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The command line of a seeded training benchmark (``--seeds --steps --threads --set``);
+    sets torch's thread count and returns the parsed ``--set`` overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1")
+    parser.add_argument("--steps", type=int, default=0, help="0: the model's default schedule")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="model hyper-parameter override")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args, split_assignments(args.overrides)
