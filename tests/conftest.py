@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,3 +74,34 @@ def blob_batch() -> torch.Tensor:
     for i, (top, left) in enumerate(rng.integers(0, 13, size=(32, 2))):
         images[i, 0, top:top + 4, left:left + 4] = 1
     return images
+
+
+@contextmanager
+def _serving(command: Callable[[int], list[str]], what: str) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(command(port), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError(f"{what} did not start") from None
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def http_service() -> Callable[[Callable[[int], list[str]], str], Any]:
+    """Start a server (``command(port)``) on a free loopback port, wait until its
+    ``/health`` answers, yield its base URL, and stop it afterwards."""
+    return _serving

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,12 +24,6 @@ pytestmark = pytest.mark.skipif(
                              "browser test)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _browse(url: str, screenshot: Path | None = None) -> str:
     """The page's text after its scripts ran (or a screenshot of it)."""
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
@@ -43,7 +34,7 @@ def _browse(url: str, screenshot: Path | None = None) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def test_the_mlflow_ui_shows_both_runs_and_their_mig(with_toy, tmp_path):
+def test_the_mlflow_ui_shows_both_runs_and_their_mig(with_toy, tmp_path, http_service):
     for seed in ("0", "1"):
         assert main(["run", "toy_autoencoder", "--dataset", "toy_blobs", "--seed", seed,
                      "--steps", "10", "--metrics", "mig", "--no-progress"]) == 0
@@ -53,20 +44,8 @@ def test_the_mlflow_ui_shows_both_runs_and_their_mig(with_toy, tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2
 
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "disentangle.cli", "ui", "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise AssertionError("the MLflow UI did not start") from None
-                time.sleep(1)
+    command = [sys.executable, "-m", "disentangle.cli", "ui", "--port"]
+    with http_service(lambda port: [*command, str(port)], "the MLflow UI") as base:
         page = f"{base}/#/experiments/{experiment.experiment_id}/runs"
         listing = _browse(page)
         for run in runs:
@@ -78,6 +57,3 @@ def test_the_mlflow_ui_shows_both_runs_and_their_mig(with_toy, tmp_path):
         shot = tmp_path / "experiment.png"
         _browse(page, shot)
         assert shot.stat().st_size > 10_000
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

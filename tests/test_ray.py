@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,35 +25,15 @@ runs:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def tracking_server(workdir: Path):
+def tracking_server(workdir: Path, http_service):
     """``mlflow server`` with a SQLite backend and a served artifact root, on loopback."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
-         "--artifacts-destination", str(workdir / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5):
-                break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise AssertionError("the MLflow server did not start") from None
-            time.sleep(1)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
+               "--artifacts-destination", str(workdir / "artifacts"), "--workers", "1"]
+    with http_service(lambda port: [*command, "--port", str(port)],
+                      "the MLflow server") as url:
+        yield url
 
 
 def test_a_suite_runs_on_two_ray_workers_into_one_shared_store(with_toy, toy_site, monkeypatch,
