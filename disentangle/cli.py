@@ -164,21 +164,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         if overrides:
             raise UsageError("--set cannot change the hyper-parameters of a resumed run")
         tracker = Tracker(args.tracking_uri)
-        stored = runner.stored_run(tracker, args.resume, registry)[1].config
+        state, setup = runner.stored_run(tracker, args.resume, registry, steps=args.steps,
+                                         device=args.device)
         for key in ("model", "dataset"):
-            given = getattr(args, key)
-            if given is not None and given != getattr(stored, key):
-                raise UsageError(f"run {args.resume} trained {key} {getattr(stored, key)!r}, "
-                                 f"not {given!r}")
-        job = runner.continue_run(args.resume, registry, tracker, steps=args.steps,
-                                  device=args.device, progress=progress)
+            given, stored = getattr(args, key), getattr(setup.config, key)
+            if given is not None and given != stored:
+                raise UsageError(f"run {args.resume} trained {key} {stored!r}, not {given!r}")
+        job = runner.continue_run(args.resume, state, setup, registry, tracker,
+                                  progress=progress)
     else:
         if args.model is None:
             raise UsageError("name a model to train (see `disentangle list`) or --resume RUN_ID")
-        config = _run_config(args)
-        runner.prepare(config, overrides, registry)  # bad settings fail before the store is used
+        setup = runner.prepare(_run_config(args), overrides, registry)  # before the store
         tracker = Tracker(args.tracking_uri)
-        job = runner.new_run(config, overrides, registry, tracker, progress=progress)
+        job = runner.new_run(setup, registry, tracker, progress=progress)
     result = job.train()
     print(f"\nrun {result.run_id} {result.status.lower()} at step {result.step} "
           f"after {result.seconds:.0f} s")

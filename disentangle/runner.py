@@ -382,11 +382,10 @@ def config_from_record(record: dict[str, Any]) -> RunConfig:
     return replace(config, params=tuple(params.items()))
 
 
-def new_run(config: RunConfig, overrides: dict[str, str], registry: Registry, tracker: Tracker,
+def new_run(setup: Setup, registry: Registry, tracker: Tracker,
             tags: dict[str, str] | None = None, echo: Callable[[str], None] = print,
             progress: bool = True) -> Runner:
-    """Validate a run's settings, build its model and open its MLflow run (not trained yet)."""
-    setup = prepare(config, overrides, registry)
+    """Build the model of a prepared run and open its MLflow run (not trained yet)."""
     job = Runner(setup, registry, tracker, resolve_device(setup.config.device), echo, progress)
     job.start(tags)
     c = job.config
@@ -404,11 +403,11 @@ def stored_run(tracker: Tracker, run_id: str, registry: Registry,
     return state, prepare(config, {}, registry)
 
 
-def continue_run(run_id: str, registry: Registry, tracker: Tracker, steps: int | None = None,
-                 device: str | None = None, echo: Callable[[str], None] = print,
+def continue_run(run_id: str, state: dict[str, Any], setup: Setup, registry: Registry,
+                 tracker: Tracker, echo: Callable[[str], None] = print,
                  progress: bool = True) -> Runner:
-    """Reopen a stopped run at its checkpoint (optionally extended to ``steps``)."""
-    state, setup = stored_run(tracker, run_id, registry, steps=steps, device=device)
+    """Reopen a stopped run at its checkpoint ``state`` with the ``setup`` of
+    :func:`stored_run` (whose ``steps`` may extend the run)."""
     if setup.config.steps <= int(state["step"]):
         raise UsageError(f"run {run_id} already completed {state['step']} of "
                          f"{setup.config.steps} steps; pass a larger --steps to extend it")

@@ -245,8 +245,9 @@ def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry,
     job = None
     if found is not None and found.info.status != "FAILED":
         try:
-            job = runner.continue_run(found.info.run_id, registry, tracker, echo=echo,
-                                      progress=progress)
+            state, setup = runner.stored_run(tracker, found.info.run_id, registry)
+            job = runner.continue_run(found.info.run_id, state, setup, registry, tracker,
+                                      echo=echo, progress=progress)
             action = "resumed"
         except UsageError as exc:
             if "no checkpoint" not in str(exc):
@@ -254,8 +255,8 @@ def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry,
             tracker.end(found.info.run_id, "FAILED")  # died before its first checkpoint
     if job is None:
         tags = {SUITE_TAG: suite_name, KEY_TAG: spec.key, PARENT_TAG: parent_id}
-        job = runner.new_run(spec.config, dict(spec.overrides), registry, tracker, tags,
-                             echo=echo, progress=progress)
+        setup = runner.prepare(spec.config, dict(spec.overrides), registry)
+        job = runner.new_run(setup, registry, tracker, tags, echo=echo, progress=progress)
         action = "started"
     result = job.train()
     return Outcome(spec, action, result.run_id, result.status, result.scores)
