@@ -12,6 +12,10 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class NoCheckpoint(UsageError):
+    """A logged run has no checkpoint yet (it stopped before writing its first one)."""
+
+
 class NotApplicable(Exception):
     """A metric cannot score this model/dataset pair (e.g. no categorical code).
 

@@ -34,7 +34,7 @@ from disentangle import checkpoints, pictures
 from disentangle import config as cfg
 from disentangle.config import RunConfig
 from disentangle.datasets import FactorDataset
-from disentangle.errors import DivergenceError, PluginError, UsageError
+from disentangle.errors import DivergenceError, NoCheckpoint, PluginError, UsageError
 from disentangle.evaluation import Evaluation, evaluate
 from disentangle.models import Model, eval_mode
 from disentangle.registry import Registry
@@ -430,7 +430,7 @@ def load_run_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
         path = tracker.download(run_id, CHECKPOINT, Path(tmp))
         if path is not None:
             return checkpoints.load(path)
-    raise UsageError(f"run {run_id} has no checkpoint to resume from")
+    raise NoCheckpoint(f"run {run_id} has no checkpoint to resume from")
 
 
 def _duration(seconds: float) -> str:

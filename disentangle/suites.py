@@ -36,7 +36,7 @@ import yaml
 
 from disentangle import config as cfg
 from disentangle.config import RunConfig
-from disentangle.errors import UsageError
+from disentangle.errors import NoCheckpoint, UsageError
 from disentangle.registry import Registry
 
 #: where ``disentangle bench NAME`` looks for ``NAME.yaml`` (relative to the working folder)
@@ -249,9 +249,7 @@ def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry,
             job = runner.continue_run(found.info.run_id, state, setup, registry, tracker,
                                       echo=echo, progress=progress)
             action = "resumed"
-        except UsageError as exc:
-            if "no checkpoint" not in str(exc):
-                raise
+        except NoCheckpoint:
             tracker.end(found.info.run_id, "FAILED")  # died before its first checkpoint
     if job is None:
         tags = {SUITE_TAG: suite_name, KEY_TAG: spec.key, PARENT_TAG: parent_id}
