@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from disentangle.config import parse_value
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable, UsageError
-from disentangle.models import Model, Representation
+from disentangle.models import Model, Representation, eval_mode
 from disentangle.registry import Registry
 
 #: encodings at least this large show a progress bar
@@ -77,22 +76,16 @@ class Observer:
                                                                                codes])
         self._keys, self._codes = keys[order], merged.take(order)
 
-    @torch.no_grad()
     def _encode(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
         parts = []
-        was_training = self.model.training
-        self.model.eval()
         bar = tqdm(total=len(factors), unit="img", desc="encoding", leave=False,
                    disable=not self.progress or len(factors) < _PROGRESS_FROM)
-        try:
+        with bar, eval_mode(self.model):
             for start in range(0, len(factors), self.batch_size):
                 chunk = factors[start:start + self.batch_size]
                 images = self.dataset.images(chunk, rng).to(self.model.device)
                 parts.append(self.model.encode(images))
                 bar.update(len(chunk))
-        finally:
-            bar.close()
-            self.model.train(was_training)
         self.images_encoded += len(factors)
         return Representation.concatenate(parts)
 
