@@ -3,7 +3,7 @@
 The models, seeds and schedule come from the suite ``suites/baselines_dsprites.yaml``. Each
 (model, seed) is trained and scored exactly as ``disentangle run MODEL --dataset
 dsprites --seed S`` would (same runner, default hyper-parameters and steps, one final
-evaluation with every registered metric). Results are appended to a JSON-lines file as
+evaluation with the suite's metrics). Results are appended to a JSON-lines file as
 each run ends, so an interrupted benchmark keeps what it measured and a second call only
 runs what is missing; ``--report`` turns the file into a Markdown table (mean and standard
 deviation over seeds, and how many seeds each row has). Run from the repository root::
@@ -37,18 +37,18 @@ from disentangle.registry import get_registry
 RESULTS = Path(__file__).resolve().parent / "results"
 SUITE = Path(__file__).resolve().parent / "suites" / "baselines_dsprites.yaml"
 #: columns of the table, in order; per-factor details (``mig.shape``...) stay in the JSON
-HEADLINE = ("mig", "categorical_accuracy")
+HEADLINE = ("mig", "sap", "dci_fast", "modularity", "modularity.explicitness", "irs",
+            "gaussian_total_correlation", "categorical_accuracy")
 
 
-def run_one(task: tuple[str, int, int, str | None]) -> dict:
+def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:
     """Train and score one (model, seed) in a scratch folder; returns its record."""
-    model, seed, steps, tracking_uri = task
+    model, seed, steps, metrics, tracking_uri = task
     from disentangle import runner
     from disentangle.tracking import Tracker
 
     torch.set_num_threads(1)
     registry = get_registry()
-    metrics = tuple(sorted(registry.entries["metric"]))
     previous = Path.cwd()
     with tempfile.TemporaryDirectory() as scratch:
         os.chdir(scratch)
@@ -148,8 +148,9 @@ def main() -> None:
     done = {(r["model"], r["seed"]) for r in read_results(args.results)
             if r["status"] == "FINISHED"}
     # seed-major order: a partial run still covers every model
-    tasks = [(m, s, args.steps, args.tracking_uri) for s in range(args.seeds) for m in models
-             if (m, s) not in done]
+    metrics = tuple(suite["metrics"])
+    tasks = [(m, s, args.steps, metrics, args.tracking_uri)
+             for s in range(args.seeds) for m in models if (m, s) not in done]
     print(f"disentangle {disentangle.__version__}, torch {torch.__version__}, "
           f"Python {platform.python_version()}; {len(tasks)} runs to do", flush=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
