@@ -149,6 +149,16 @@ def test_dci_disentanglement_and_completeness_by_hand() -> None:
                                scipy.stats.entropy([[1, 1], [1, 3]], base=2, axis=1))
 
 
+
+@pytest.mark.parametrize("name", ["dci", "dci_fast"])
+def test_dci_fits_in_worker_processes_match_in_process_fits(name: str) -> None:
+    rng = np.random.default_rng(4)
+    factors = np.stack([rng.integers(0, k, 600) for k in (3, 7, 2)], axis=1)
+    codes = standardized(factors[:, [2, 0, 1]] % 5) + 0.5 * rng.normal(size=(600, 3))
+    core = getattr(disentangle.metrics, name)
+    split = (codes[:400], factors[:400], codes[400:], factors[400:])
+    assert core(*split, seed=9, jobs=2) == core(*split, seed=9, jobs=1)
+
 def test_modularity_by_hand() -> None:
     # code 0 informs one factor (1); code 1 two equally (1 - 1/1 = 0); code 2 none (0)
     info = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 0.0]])

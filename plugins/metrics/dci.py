@@ -20,10 +20,13 @@ Two metrics share this definition:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
@@ -54,19 +57,44 @@ def completeness(importance: np.ndarray) -> float:
 
 def boosted_importance(train_codes: np.ndarray, train_factors: np.ndarray,
                        test_codes: np.ndarray, test_factors: np.ndarray,
-                       fit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, object]]
-                       ) -> tuple[np.ndarray, float, float]:
+                       fit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, object]],
+                       jobs: int = 0) -> tuple[np.ndarray, float, float]:
     """Importance matrix ``[d, K]`` and mean train / test accuracy of one classifier per
-    factor; ``fit(codes, labels) -> (importances [d], fitted classifier)``."""
-    importance = np.zeros((train_codes.shape[1], train_factors.shape[1]))
-    train_accuracy, test_accuracy = [], []
+    factor; ``fit(codes, labels) -> (importances [d], fitted classifier)``.
+
+    The K fits are independent, so they run in ``jobs`` worker processes (0: one per CPU
+    core, never more than K), factors with the most values first since theirs are the
+    longest fits. Each fit is seeded on its own: the result does not depend on ``jobs``.
+    """
     for j in range(train_factors.shape[1]):
         if len(np.unique(train_factors[:, j])) < 2:
             raise NotApplicable(f"factor {j} does not vary in the training sample")
-        importance[:, j], classifier = fit(train_codes, train_factors[:, j])
-        train_accuracy.append(classifier.score(train_codes, train_factors[:, j]))
-        test_accuracy.append(classifier.score(test_codes, test_factors[:, j]))
-    return importance, float(np.mean(train_accuracy)), float(np.mean(test_accuracy))
+    order = sorted(range(train_factors.shape[1]),
+                   key=lambda j: -len(np.unique(train_factors[:, j])))
+    workers = min(len(order), jobs or os.cpu_count() or 1)
+    fitted = Parallel(n_jobs=workers)(
+        delayed(_fit_and_score)(fit, train_codes, train_factors[:, j], test_codes,
+                                test_factors[:, j]) for j in order)
+    importance = np.zeros((train_codes.shape[1], train_factors.shape[1]))
+    train_accuracy, test_accuracy = np.zeros(len(order)), np.zeros(len(order))
+    for j, (weights, train_score, test_score) in zip(order, fitted):
+        importance[:, j] = weights
+        train_accuracy[j], test_accuracy[j] = train_score, test_score
+    return importance, float(train_accuracy.mean()), float(test_accuracy.mean())
+
+
+def _fit_and_score(fit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, object]],
+                   train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray,
+                   test_labels: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """One factor's classifier: its importances and its train and test accuracy.
+
+    On one OpenMP thread: on a shared CPU scikit-learn's thread team makes these small fits
+    and predictions tens of times slower, not faster (parallelism comes from the factors).
+    """
+    with threadpool_limits(1, "openmp"):
+        importance, classifier = fit(train_codes, train_labels)
+        return (importance, classifier.score(train_codes, train_labels),
+                classifier.score(test_codes, test_labels))
 
 
 def scores(name: str, importance: np.ndarray, train_accuracy: float,
@@ -78,65 +106,63 @@ def scores(name: str, importance: np.ndarray, train_accuracy: float,
             f"{name}.informativeness_test": test_accuracy}
 
 
-def _exact_fit(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, object]]:
-    def fit(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, object]:
-        classifier = GradientBoostingClassifier(
-            n_estimators=100, learning_rate=0.1, max_depth=3, random_state=seed)
-        classifier.fit(codes, labels)
-        return np.abs(classifier.feature_importances_), classifier
-    return fit
+def _exact_fit(codes: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, object]:
+    classifier = GradientBoostingClassifier(
+        n_estimators=100, learning_rate=0.1, max_depth=3, random_state=seed)
+    classifier.fit(codes, labels)
+    return np.abs(classifier.feature_importances_), classifier
 
 
-def _histogram_fit(seed: int) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, object]]:
-    def fit(codes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, object]:
-        classifier = HistGradientBoostingClassifier(
-            max_iter=100, learning_rate=0.1, max_depth=3, max_leaf_nodes=None,
-            min_samples_leaf=1, l2_regularization=0.0, max_bins=255, early_stopping=False,
-            random_state=seed)
-        classifier.fit(codes, labels)
-        gains = np.zeros(codes.shape[1])
-        for stage in classifier._predictors:  # one tree per class and boosting stage
-            for tree in stage:
-                split = ~tree.nodes["is_leaf"].astype(bool)
-                np.add.at(gains, tree.nodes["feature_idx"][split], tree.nodes["gain"][split])
-        total = gains.sum()
-        return (gains / total if total > 0 else gains), classifier
-    return fit
+def _histogram_fit(codes: np.ndarray, labels: np.ndarray, seed: int
+                   ) -> tuple[np.ndarray, object]:
+    classifier = HistGradientBoostingClassifier(
+        max_iter=100, learning_rate=0.1, max_depth=3, max_leaf_nodes=None,
+        min_samples_leaf=1, l2_regularization=0.0, max_bins=255, early_stopping=False,
+        random_state=seed)
+    classifier.fit(codes, labels)
+    gains = np.zeros(codes.shape[1])
+    for stage in classifier._predictors:  # one tree per class and boosting stage
+        for tree in stage:
+            split = ~tree.nodes["is_leaf"].astype(bool)
+            np.add.at(gains, tree.nodes["feature_idx"][split], tree.nodes["gain"][split])
+    total = gains.sum()
+    return (gains / total if total > 0 else gains), classifier
 
 
 def dci(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-        test_factors: np.ndarray, seed: int = 0) -> dict[str, float]:
+        test_factors: np.ndarray, seed: int = 0, jobs: int = 0) -> dict[str, float]:
     """DCI with the reference's gradient boosting (exact; slow for many-valued factors).
 
     Returns ``"dci"`` (disentanglement), ``"dci.completeness"``,
     ``"dci.informativeness_train"`` and ``"dci.informativeness_test"`` (accuracies).
+    The per-factor fits run in ``jobs`` processes (0: one per CPU core).
     """
     return scores("dci", *boosted_importance(train_codes, train_factors, test_codes,
-                                             test_factors, _exact_fit(seed)))
+                                             test_factors, partial(_exact_fit, seed=seed),
+                                             jobs))
 
 
 def dci_fast(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-             test_factors: np.ndarray, seed: int = 0) -> dict[str, float]:
+             test_factors: np.ndarray, seed: int = 0, jobs: int = 0) -> dict[str, float]:
     """DCI with histogram gradient boosting (approximate, fast); keys ``dci_fast...``."""
-    # one OpenMP thread: on a shared CPU scikit-learn's thread team makes these small fits
-    # and predictions tens of times slower, not faster
-    with threadpool_limits(1, "openmp"):
-        return scores("dci_fast", *boosted_importance(train_codes, train_factors, test_codes,
-                                                      test_factors, _histogram_fit(seed)))
+    return scores("dci_fast", *boosted_importance(train_codes, train_factors, test_codes,
+                                                  test_factors,
+                                                  partial(_histogram_fit, seed=seed), jobs))
 
 
 def _sampler(core: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
     def score(observer: Observer, rng: np.random.Generator, num_train: int = 10_000,
-              num_test: int = 5_000) -> dict[str, float]:
-        """``num_train`` then ``num_test`` uniform draws; the classifiers' seed from ``rng``."""
+              num_test: int = 5_000, jobs: int = 0) -> dict[str, float]:
+        """``num_train`` then ``num_test`` uniform draws; the classifiers' seed from ``rng``;
+        the per-factor fits in ``jobs`` processes (0: one per CPU core)."""
         train_codes, train_factors = sample_codes(observer, num_train, rng)
         test_codes, test_factors = sample_codes(observer, num_test, rng)
         return core(train_codes, train_factors, test_codes, test_factors,
-                    int(rng.integers(2**31)))
+                    int(rng.integers(2**31)), jobs)
     return score
 
 
-def images(dataset: FactorDataset, num_train: int, num_test: int) -> int:
+def images(dataset: FactorDataset, num_train: int, num_test: int, jobs: int) -> int:
     """Factor rows asked for: the training and the test points."""
     return num_train + num_test
 
