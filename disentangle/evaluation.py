@@ -54,13 +54,18 @@ class Observer:
                  progress: bool = False):
         self.model = model
         self.dataset = dataset
-        self.batch_size = batch_size or encoding_batch(model.device)
+        self._batch_size = batch_size
         self.progress = progress
         self.images_encoded = 0
         self.rows_requested = 0
         #: sorted grid indices already encoded, and their codes in the same order
         self._keys = np.zeros(0, dtype=np.int64)
         self._codes: Representation | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Images per encoder call: the one given, else the default for the model's device."""
+        return self._batch_size or encoding_batch(self.model.device)
 
     def __call__(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
         factors = self.dataset.check_factors(factors)
