@@ -41,9 +41,10 @@ HEADLINE = ("mig", "sap", "dci_fast", "modularity", "modularity.explicitness", "
             "gaussian_total_correlation", "categorical_accuracy")
 
 
-def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:
-    """Train and score one (model, seed) in a scratch folder; returns its record."""
-    model, seed, steps, metrics, tracking_uri = task
+def scored_run(model: str, dataset: str, seed: int, steps: int, metrics: tuple[str, ...],
+               experiment: str, tracking_uri: str | None = None) -> dict:
+    """Train one (model, seed) in a scratch folder as ``disentangle run`` would, on one CPU
+    thread with a single evaluation at the end; returns its record (scores and timings)."""
     from disentangle import runner
     from disentangle.tracking import Tracker
 
@@ -53,8 +54,8 @@ def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         os.chdir(scratch)
         try:
-            config = RunConfig(model=model, dataset="dsprites", seed=seed, steps=steps,
-                               metrics=metrics, experiment="baselines_dsprites")
+            config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
+                               metrics=metrics, experiment=experiment)
             setup = runner.prepare(config, {}, registry)
             setup = replace(setup, config=replace(setup.config,
                                                   eval_every=setup.config.steps + 1))
@@ -66,10 +67,18 @@ def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:
         finally:
             os.chdir(previous)
     evaluation = sum(job.last_evaluation.seconds.values())
-    return {"model": model, "seed": seed, "steps": result.step, "status": result.status,
-            "seconds": round(result.seconds, 1), "eval_seconds": round(evaluation, 1),
+    return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
+            "status": result.status, "seconds": round(result.seconds, 1),
+            "eval_seconds": round(evaluation, 1),
             "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
             "scores": result.scores, "skipped": result.skipped}
+
+
+def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:
+    """One (model, seed, steps, metrics, tracking URI) of this benchmark on dSprites."""
+    model, seed, steps, metrics, tracking_uri = task
+    return scored_run(model, "dsprites", seed, steps, metrics, "baselines_dsprites",
+                      tracking_uri)
 
 
 def read_results(path: Path) -> list[dict]:

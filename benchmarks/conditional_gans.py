@@ -23,18 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import platform
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import torch
-from baselines_dsprites import read_results, report
+from baselines_dsprites import read_results, report, scored_run
 
 import disentangle
-from disentangle.config import RunConfig
-from disentangle.registry import get_registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("cgan", "acgan", "projection_cgan", "infogan")
@@ -44,35 +39,9 @@ COLUMNS = (*METRICS, "conditional_accuracy.classifier")
 
 
 def run_one(task: tuple[str, str, int, int]) -> dict:
-    """Train and score one (model, seed) in a scratch folder; returns its record."""
+    """One (model, dataset, seed, steps) of this benchmark; returns its record."""
     model, dataset, seed, steps = task
-    from disentangle import runner
-    from disentangle.tracking import Tracker
-
-    torch.set_num_threads(1)
-    registry = get_registry()
-    previous = Path.cwd()
-    with tempfile.TemporaryDirectory() as scratch:
-        os.chdir(scratch)
-        try:
-            config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
-                               metrics=METRICS, experiment="conditional_gans")
-            setup = runner.prepare(config, {}, registry)
-            setup = replace(setup, config=replace(setup.config,
-                                                  eval_every=setup.config.steps + 1))
-            tracker = Tracker(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
-            job = runner.Runner(setup, registry, tracker, torch.device("cpu"),
-                                echo=lambda text: None, progress=False)
-            job.start()
-            result = job.train()
-        finally:
-            os.chdir(previous)
-    evaluation = sum(job.last_evaluation.seconds.values())
-    return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
-            "status": result.status, "seconds": round(result.seconds, 1),
-            "eval_seconds": round(evaluation, 1),
-            "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
-            "scores": result.scores, "skipped": result.skipped}
+    return scored_run(model, dataset, seed, steps, METRICS, "conditional_gans")
 
 
 def main() -> None:
