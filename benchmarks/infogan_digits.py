@@ -15,12 +15,8 @@ H(c) = ln 10. The bar to clear is k-means on the same pixels (benchmarks/digits_
 from __future__ import annotations
 
 import math
-import platform
-import tempfile
-from pathlib import Path
 
-import torch
-from runs import seed_arguments, summarise, train_and_score
+from runs import run_seeds, seed_arguments, summarise
 
 #: steps at which the bound is shown (the end of each 20-step logging window)
 BOUND_STEPS = (20, 100, 200, 500, 1000)
@@ -29,24 +25,18 @@ BOUND_STEPS = (20, 100, 200, 500, 1000)
 def main() -> None:
     args, overrides = seed_arguments(__doc__.splitlines()[0])
     ceiling = math.log(10)
-    print(f"# torch {torch.__version__}, Python {platform.python_version()}, CPU, "
-          f"{args.threads} thread(s); overrides: {overrides or 'none'}")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        for seed in range(args.seeds):
-            row = train_and_score("infogan", "digits", seed, overrides, args.steps, uri,
-                                  ["mi_bound_categorical"])
-            rows.append(row)
-            bound = row["history"]["mi_bound_categorical"]
-            near = next((s for s, v in sorted(bound.items()) if v >= 0.95 * ceiling), None)
-            shown = ", ".join(f"{s}: {bound[s]:.3f}" for s in BOUND_STEPS if s in bound)
-            print(f"seed {seed}: categorical_accuracy {row['categorical_accuracy']:.4f} "
-                  f"(majority {row['categorical_accuracy_majority']:.4f}), "
-                  f"{row['steps']} steps, wall {row['wall']:.0f} s", flush=True)
-            print(f"  MI bound H(c) - CE (ceiling ln 10 = {ceiling:.3f}) by step: {shown}; "
-                  f"final {bound[max(bound)]:.3f}; first >= 95% of the ceiling at step {near}",
-                  flush=True)
+    for seed, row in run_seeds("infogan", "digits", args, overrides, ["mi_bound_categorical"]):
+        rows.append(row)
+        bound = row["history"]["mi_bound_categorical"]
+        near = next((s for s, v in sorted(bound.items()) if v >= 0.95 * ceiling), None)
+        shown = ", ".join(f"{s}: {bound[s]:.3f}" for s in BOUND_STEPS if s in bound)
+        print(f"seed {seed}: categorical_accuracy {row['categorical_accuracy']:.4f} "
+              f"(majority {row['categorical_accuracy_majority']:.4f}), "
+              f"{row['steps']} steps, wall {row['wall']:.0f} s", flush=True)
+        print(f"  MI bound H(c) - CE (ceiling ln 10 = {ceiling:.3f}) by step: {shown}; "
+              f"final {bound[max(bound)]:.3f}; first >= 95% of the ceiling at step {near}",
+              flush=True)
     summarise(rows, ["categorical_accuracy", "categorical_accuracy_majority", "wall"])
 
 

@@ -11,27 +11,17 @@ reports the registered ``mig`` and ``categorical_accuracy`` (the 3-way code agai
 
 from __future__ import annotations
 
-import platform
-import tempfile
-from pathlib import Path
-
-import torch
-from runs import seed_arguments, summarise, train_and_score
+from runs import run_seeds, seed_arguments, summarise
 
 
 def main() -> None:
     args, overrides = seed_arguments(__doc__.splitlines()[0])
-    print(f"# torch {torch.__version__}, Python {platform.python_version()}, CPU, "
-          f"{args.threads} thread(s); overrides: {overrides or 'none'}")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        for seed in range(args.seeds):
-            row = train_and_score("infogan", "dsprites", seed, overrides, args.steps, uri)
-            rows.append(row)
-            print(f"seed {seed}: mig {row['mig']:.4f}, categorical_accuracy (shape) "
-                  f"{row['categorical_accuracy.shape']:.4f}, {row['steps']} steps, "
-                  f"wall {row['wall']:.0f} s", flush=True)
+    for seed, row in run_seeds("infogan", "dsprites", args, overrides):
+        rows.append(row)
+        print(f"seed {seed}: mig {row['mig']:.4f}, categorical_accuracy (shape) "
+              f"{row['categorical_accuracy.shape']:.4f}, {row['steps']} steps, "
+              f"wall {row['wall']:.0f} s", flush=True)
     summarise(rows, ["mig", "categorical_accuracy.shape", "wall"])
 
 

@@ -7,8 +7,11 @@ resolution, runner and metrics), logged to a throw-away MLflow store the caller 
 from __future__ import annotations
 
 import argparse
+import platform
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,19 @@ def train_and_score(model: str, dataset: str, seed: int, overrides: dict[str, st
                      tracker.client.get_metric_history(result.run_id, f"train/{key}")}
                for key in histories}
     return {"steps": setup.config.steps, "wall": wall, "history": history, **result.scores}
+
+
+def run_seeds(model: str, dataset: str, args: argparse.Namespace, overrides: dict[str, str],
+              histories: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Print the environment, then train and score seeds ``0..args.seeds-1`` one after
+    another in a throw-away MLflow store, yielding ``(seed, row of train_and_score)``."""
+    print(f"# torch {torch.__version__}, Python {platform.python_version()}, CPU, "
+          f"{args.threads} thread(s); overrides: {overrides or 'none'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        for seed in range(args.seeds):
+            yield seed, train_and_score(model, dataset, seed, overrides, args.steps, uri,
+                                        histories)
 
 
 def summarise(rows: list[dict[str, Any]], keys: Iterable[str]) -> None:
