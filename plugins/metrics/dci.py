@@ -66,11 +66,11 @@ def boosted_importance(train_codes: np.ndarray, train_factors: np.ndarray,
     core, never more than K), factors with the most values first since theirs are the
     longest fits. Each fit is seeded on its own: the result does not depend on ``jobs``.
     """
-    for j in range(train_factors.shape[1]):
-        if len(np.unique(train_factors[:, j])) < 2:
+    values = [len(np.unique(column)) for column in train_factors.T]
+    for j, count in enumerate(values):
+        if count < 2:
             raise NotApplicable(f"factor {j} does not vary in the training sample")
-    order = sorted(range(train_factors.shape[1]),
-                   key=lambda j: -len(np.unique(train_factors[:, j])))
+    order = sorted(range(len(values)), key=lambda j: -values[j])
     workers = min(len(order), jobs or os.cpu_count() or 1)
     fitted = Parallel(n_jobs=workers)(
         delayed(_fit_and_score)(fit, train_codes, train_factors[:, j], test_codes,
