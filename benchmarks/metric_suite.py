@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from disentangle.config import RunConfig
-from disentangle.evaluation import Observer, evaluate
+from disentangle.evaluation import Observer, evaluate, evaluation_rng
 from disentangle.registry import get_registry
 from disentangle.runner import Runner, prepare, resolve_device
 from disentangle.tracking import Tracker
@@ -145,8 +145,7 @@ def main() -> None:
         say(f"  {name:28s} {count:>10,} images, encoder batch {batch}")
     # the reference's DCI: the suite's dci draws again (same rng), fits one after another
     start = time.perf_counter()
-    serial = registry.metric("dci")(observer, np.random.default_rng([0, 7919, SUITE.index("dci")]),
-                                    jobs=1)
+    serial = registry.metric("dci")(observer, evaluation_rng(0, SUITE.index("dci")), jobs=1)
     dci = time.perf_counter() - start
     same = all(serial[k] == suite.scores[k] for k in serial)
     fits = sum(suite.seconds[m] for m in REFERENCE if m != "dci")

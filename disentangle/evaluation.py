@@ -144,6 +144,14 @@ def parse_metric_params(registry: Registry,
     return params
 
 
+def evaluation_rng(seed: int, metric_index: int | None = None) -> np.random.Generator:
+    """The random draws of an evaluation with ``seed``: those of its ``metric_index``-th
+    metric, or (None) those of the grid encoding. Each metric's draws depend on the seed and
+    its position alone, so one metric can be scored again on exactly the same points."""
+    key = [seed, 7919] if metric_index is None else [seed, 7919, metric_index]
+    return np.random.default_rng(key)
+
+
 def plan_grid(dataset: FactorDataset, rows_requested: int) -> bool:
     """Whether to encode ``dataset``'s whole factor grid first: when it is deterministic and
     the metrics will ask for more rows than it has combinations."""
@@ -193,11 +201,11 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
         grid = plan_grid(dataset, sum(n for n in requested if n is not None))
     if grid:
         start = time.perf_counter()
-        observer.encode_grid(np.random.default_rng([seed, 7919]))
+        observer.encode_grid(evaluation_rng(seed))
         result.seconds["encode_grid"] = time.perf_counter() - start
         result.grid = True
     for index, metric in enumerate(metrics):
-        rng = np.random.default_rng([seed, 7919, index])
+        rng = evaluation_rng(seed, index)
         start = time.perf_counter()
         try:
             with registry.blame("metric", metric.name, f"metric {metric.name!r}"):
