@@ -20,58 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import platform
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from runs import scored_run
 
 import disentangle
-from disentangle.config import RunConfig
-from disentangle.registry import get_registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUITE = Path(__file__).resolve().parent / "suites" / "baselines_dsprites.yaml"
 #: columns of the table, in order; per-factor details (``mig.shape``...) stay in the JSON
 HEADLINE = ("mig", "sap", "dci_fast", "modularity", "modularity.explicitness", "irs",
             "gaussian_total_correlation", "categorical_accuracy")
-
-
-def scored_run(model: str, dataset: str, seed: int, steps: int, metrics: tuple[str, ...],
-               experiment: str, tracking_uri: str | None = None) -> dict:
-    """Train one (model, seed) in a scratch folder as ``disentangle run`` would, on one CPU
-    thread with a single evaluation at the end; returns its record (scores and timings)."""
-    from disentangle import runner
-    from disentangle.tracking import Tracker
-
-    torch.set_num_threads(1)
-    registry = get_registry()
-    previous = Path.cwd()
-    with tempfile.TemporaryDirectory() as scratch:
-        os.chdir(scratch)
-        try:
-            config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
-                               metrics=metrics, experiment=experiment)
-            setup = runner.prepare(config, {}, registry)
-            setup = replace(setup, config=replace(setup.config,
-                                                  eval_every=setup.config.steps + 1))
-            tracker = Tracker(tracking_uri or f"sqlite:///{Path(scratch) / 'mlflow.db'}")
-            job = runner.Runner(setup, registry, tracker, torch.device("cpu"),
-                                echo=lambda text: None, progress=False)
-            job.start()
-            result = job.train()
-        finally:
-            os.chdir(previous)
-    evaluation = sum(job.last_evaluation.seconds.values())
-    return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
-            "status": result.status, "seconds": round(result.seconds, 1),
-            "eval_seconds": round(evaluation, 1),
-            "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
-            "scores": result.scores, "skipped": result.skipped}
 
 
 def run_one(task: tuple[str, int, int, tuple[str, ...], str | None]) -> dict:

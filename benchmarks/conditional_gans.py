@@ -27,7 +27,8 @@ import platform
 from pathlib import Path
 
 import torch
-from baselines_dsprites import read_results, report, scored_run
+from baselines_dsprites import read_results, report
+from runs import scored_run
 
 import disentangle
 

@@ -7,10 +7,12 @@ resolution, runner and metrics), logged to a throw-away MLflow store the caller 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +25,60 @@ from disentangle.registry import get_registry
 from disentangle.tracking import Tracker
 
 
-def train_and_score(model: str, dataset: str, seed: int, overrides: dict[str, str], steps: int,
-                    uri: str, histories: Iterable[str] = ()) -> dict[str, Any]:
-    """Train one seed on the CPU and return its final scores, ``steps``, ``wall`` (seconds of
-    training plus evaluation) and ``history`` (each named training loss by logged step)."""
+def train(config: RunConfig, overrides: dict[str, str], uri: str,
+          final_evaluation_only: bool = False
+          ) -> tuple[runner.Runner, runner.RunResult, Tracker, float]:
+    """Prepare and train one run on the CPU, logged to the store at ``uri``; returns the
+    finished job, its result, its tracker and the wall seconds of training plus evaluation.
+    ``final_evaluation_only`` skips the periodic evaluations (one at the end remains)."""
     registry = get_registry()
-    setup = runner.prepare(RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
-                                     device="cpu"), overrides, registry)
+    setup = runner.prepare(config, overrides, registry)
+    if final_evaluation_only:
+        setup = replace(setup, config=replace(setup.config, eval_every=setup.config.steps + 1))
     tracker = Tracker(uri)
     job = runner.Runner(setup, registry, tracker, torch.device("cpu"), echo=lambda _: None,
                         progress=False)
     started = time.perf_counter()
     job.start()
     result = job.train()
-    wall = time.perf_counter() - started
+    return job, result, tracker, time.perf_counter() - started
+
+
+def train_and_score(model: str, dataset: str, seed: int, overrides: dict[str, str], steps: int,
+                    uri: str, histories: Iterable[str] = ()) -> dict[str, Any]:
+    """Train one seed on the CPU and return its final scores, ``steps``, ``wall`` (seconds of
+    training plus evaluation) and ``history`` (each named training loss by logged step)."""
+    job, result, tracker, wall = train(RunConfig(model=model, dataset=dataset, seed=seed,
+                                                 steps=steps, device="cpu"), overrides, uri)
     if result.status != "FINISHED":
         raise RuntimeError(f"seed {seed}: run {result.run_id} ended {result.status}")
     history = {key: {m.step: m.value for m in
                      tracker.client.get_metric_history(result.run_id, f"train/{key}")}
                for key in histories}
-    return {"steps": setup.config.steps, "wall": wall, "history": history, **result.scores}
+    return {"steps": job.config.steps, "wall": wall, "history": history, **result.scores}
+
+
+def scored_run(model: str, dataset: str, seed: int, steps: int, metrics: tuple[str, ...],
+               experiment: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Train one (model, seed) in a scratch folder as ``disentangle run`` would, on one CPU
+    thread with a single evaluation at the end; returns its record (scores and timings)."""
+    torch.set_num_threads(1)
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
+                               metrics=metrics, experiment=experiment)
+            uri = tracking_uri or f"sqlite:///{Path(scratch) / 'mlflow.db'}"
+            job, result, _, _ = train(config, {}, uri, final_evaluation_only=True)
+        finally:
+            os.chdir(previous)
+    evaluation = sum(job.last_evaluation.seconds.values())
+    return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
+            "status": result.status, "seconds": round(result.seconds, 1),
+            "eval_seconds": round(evaluation, 1),
+            "ms_per_step": round(1000 * (result.seconds - evaluation) / max(result.step, 1)),
+            "scores": result.scores, "skipped": result.skipped}
 
 
 def run_seeds(model: str, dataset: str, args: argparse.Namespace, overrides: dict[str, str],
