@@ -9,15 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from disentangle import __version__
 from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
 from disentangle.errors import UsageError
 from disentangle.registry import KINDS, Registry, get_registry
-
-if TYPE_CHECKING:
-    pass
 
 
 def _registry(quiet: bool = False) -> Registry:

@@ -41,10 +41,6 @@ class RunConfig:
     experiment: str = option("", "MLflow experiment; empty means the dataset name")
     params: tuple[tuple[str, Any], ...] = option((), "model hyper-parameters (resolved)")
 
-    @property
-    def model_params(self) -> dict[str, Any]:
-        return dict(self.params)
-
 
 def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:
     """(name, type text, default, help) for every field of a config dataclass."""

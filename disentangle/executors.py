@@ -2,8 +2,8 @@
 
 Both executors hand each spec to :func:`disentangle.suites.run_spec`, which skips finished
 runs and resumes interrupted ones, so either can be stopped and restarted at any time (a Ray
-cluster included) without repeating work. Ray is optional (``pip install "disentangle[ray]"``)
-and imported only by the Ray executor.
+cluster included) without repeating work. Ray is optional (``pip install ".[ray]"`` from a
+clone, or ``pip install "disentangle-bench[ray]"``) and imported only by the Ray executor.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def run_ray(suite: Suite, parent: str, uri: str, address: str | None = None,
     try:
         import ray
     except ImportError:
-        raise UsageError('the Ray executor needs Ray: pip install "disentangle[ray]"') from None
+        raise UsageError('the Ray executor needs Ray: pip install "disentangle-bench[ray]" '
+                         '(or ".[ray]" from a clone)') from None
     if uri.startswith("sqlite:") and address not in (None, "local"):
         raise UsageError(f"{uri} is a file on this machine, which workers on other machines "
                          "cannot reach; start an MLflow tracking server and pass its "

@@ -141,7 +141,6 @@ class Tracker:
         """Mark a stopped run as running again (resume continues the same run)."""
         self.client.update_run(run_id, status="RUNNING")
 
-
     # -- data --------------------------------------------------------------------------------
     # Every record goes through _deliver: when the store fails mid-run, training goes on and
     # the record waits in the run's journal on this machine until the store answers again
@@ -153,9 +152,6 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         self._deliver(run_id, "metrics", {"metrics": {k: float(v) for k, v in metrics.items()},
                                           "step": step, "time": int(time.time() * 1000)})
-
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self._deliver(run_id, "tags", {"tags": tags})
 
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self._deliver(run_id, "artifact", {"path": str(path), "folder": folder})
@@ -222,9 +218,6 @@ class Tracker:
                      for k, v in payload["metrics"].items()]
             for start in range(0, len(items), _BATCH):
                 self.client.log_batch(run_id, metrics=items[start:start + _BATCH])
-        elif action == "tags":
-            for key, value in payload["tags"].items():
-                self.client.set_tag(run_id, key, value)
         elif action == "artifact":
             self.client.log_artifact(run_id, payload["path"], payload["folder"])
         elif action == "artifacts":
