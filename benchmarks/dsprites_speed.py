@@ -79,8 +79,8 @@ def main() -> int:
         probes = {
             "python -c 'import torch'": [python, "-c", "import torch"],
             "python -c 'import mlflow'": [python, "-c", "import mlflow"],
-            "python -c 'import torch, mlflow, disentangle.runner'":
-                [python, "-c", "import torch, mlflow, disentangle.runner"],
+            "python -c 'import torch, mlflow, disentangle.loop'":
+                [python, "-c", "import torch, mlflow, disentangle.loop"],
             "disentangle run infogan --dataset dsprites --steps 50":
                 [python, "-m", "disentangle.cli", "run", "infogan", "--dataset", "dsprites",
                  "--steps", "50", "--no-progress"],

@@ -30,13 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import runs
 import torch
 
 from disentangle.config import RunConfig
 from disentangle.evaluation import Observer, evaluate, evaluation_rng
 from disentangle.registry import get_registry
-from disentangle.runner import Runner, prepare, resolve_device
-from disentangle.tracking import Tracker
 
 SUITE = ("mig", "factor_vae", "beta_vae", "dci", "dci_fast", "sap", "modularity", "irs",
          "gaussian_total_correlation", "gaussian_wasserstein_correlation",
@@ -64,15 +63,10 @@ class Timed:
 
 
 def train(steps: int, workdir: Path):
-    """A short InfoGAN run on dSprites: the runner's setup (dataset) and trained model."""
-    registry = get_registry()
-    setup = prepare(RunConfig(model="infogan", dataset="dsprites", steps=steps,
-                              eval_every=10**9, metrics=()), {}, registry)
-    tracker = Tracker(f"sqlite:///{workdir / 'mlflow.db'}")
-    job = Runner(setup, registry, tracker, resolve_device("cpu"), progress=False)
-    job.start()
-    job.train()
-    return setup.dataset, job.model
+    """A short InfoGAN run on dSprites (no evaluation): its dataset and trained model."""
+    config = RunConfig(model="infogan", dataset="dsprites", steps=steps, metrics=())
+    run, _, _, _ = runs.train(config, {}, f"sqlite:///{workdir / 'mlflow.db'}")
+    return run.plan.dataset, run.model
 
 
 def throughput(dataset, model, rows: int = 4096) -> dict[str, float]:
@@ -120,7 +114,7 @@ def main() -> None:
     dataset.images, model.encode = render, encode  # instance attributes shadow the methods
     observer = Observer(model, dataset, progress=True)
     start = time.perf_counter()
-    suite = evaluate(model, dataset, SUITE, registry, seed=0, observer=observer)
+    suite = evaluate(model, dataset, registry.metrics(SUITE), seed=0, observer=observer)
     wall = time.perf_counter() - start
     say(f"\n## our suite: evaluate() with {len(SUITE)} metrics, encoder batch "
         f"{observer.batch_size}")
@@ -175,8 +169,9 @@ def main() -> None:
         say(f"  dci{part:24s} exact {exact:.4f}  fast {fast:.4f}  deviation {fast - exact:+.4f}")
 
     say(f"\n## sample path against grid path ({', '.join(CHECKED)})")
-    grid_scores = evaluate(model, dataset, CHECKED, registry, seed=1, observer=observer).scores
-    sampled = evaluate(model, dataset, CHECKED, registry, seed=1, grid=False)
+    checked = registry.metrics(CHECKED)
+    grid_scores = evaluate(model, dataset, checked, seed=1, observer=observer).scores
+    sampled = evaluate(model, dataset, checked, seed=1, grid=False)
     diff = max(abs(grid_scores[k] - sampled.scores[k]) for k in grid_scores)
     say(f"sample path encoded {sampled.images_encoded:,} images; largest score difference "
         f"{diff:.2e} over {len(grid_scores)} scores")

@@ -19,43 +19,43 @@ from typing import Any
 import numpy as np
 import torch
 
-from disentangle import runner
 from disentangle.config import RunConfig, split_assignments
+from disentangle.loop import RunResult
+from disentangle.loop import train as train_run
+from disentangle.plan import plan_new
 from disentangle.registry import get_registry
+from disentangle.run import Run, new_run
 from disentangle.tracking import Tracker
 
 
 def train(config: RunConfig, overrides: dict[str, str], uri: str,
-          final_evaluation_only: bool = False
-          ) -> tuple[runner.Runner, runner.RunResult, Tracker, float]:
-    """Prepare and train one run on the CPU, logged to the store at ``uri``; returns the
-    finished job, its result, its tracker and the wall seconds of training plus evaluation.
+          final_evaluation_only: bool = False) -> tuple[Run, RunResult, Tracker, float]:
+    """Plan and train one run on the CPU, logged to the store at ``uri``; returns the
+    finished run, its result, its tracker and the wall seconds of training plus evaluation.
     ``final_evaluation_only`` skips the periodic evaluations (one at the end remains)."""
     registry = get_registry()
-    setup = runner.prepare(config, overrides, registry)
+    plan = plan_new(replace(config, device="cpu"), overrides, registry)
     if final_evaluation_only:
-        setup = replace(setup, config=replace(setup.config, eval_every=setup.config.steps + 1))
+        plan = replace(plan, settings=replace(plan.settings, eval_every=plan.settings.steps + 1))
     tracker = Tracker(uri)
-    job = runner.Runner(setup, registry, tracker, torch.device("cpu"), echo=lambda _: None,
-                        progress=False)
     started = time.perf_counter()
-    job.start()
-    result = job.train()
-    return job, result, tracker, time.perf_counter() - started
+    run = new_run(plan, registry, tracker, echo=lambda _: None)
+    result = train_run(run, echo=lambda _: None, progress=False)
+    return run, result, tracker, time.perf_counter() - started
 
 
 def train_and_score(model: str, dataset: str, seed: int, overrides: dict[str, str], steps: int,
                     uri: str, histories: Iterable[str] = ()) -> dict[str, Any]:
     """Train one seed on the CPU and return its final scores, ``steps``, ``wall`` (seconds of
     training plus evaluation) and ``history`` (each named training loss by logged step)."""
-    job, result, tracker, wall = train(RunConfig(model=model, dataset=dataset, seed=seed,
-                                                 steps=steps, device="cpu"), overrides, uri)
+    run, result, tracker, wall = train(RunConfig(model=model, dataset=dataset, seed=seed,
+                                                 steps=steps), overrides, uri)
     if result.status != "FINISHED":
         raise RuntimeError(f"seed {seed}: run {result.run_id} ended {result.status}")
     history = {key: {m.step: m.value for m in
                      tracker.client.get_metric_history(result.run_id, f"train/{key}")}
                for key in histories}
-    return {"steps": job.config.steps, "wall": wall, "history": history, **result.scores}
+    return {"steps": run.plan.settings.steps, "wall": wall, "history": history, **result.scores}
 
 
 def scored_run(model: str, dataset: str, seed: int, steps: int, metrics: tuple[str, ...],
@@ -70,10 +70,10 @@ def scored_run(model: str, dataset: str, seed: int, steps: int, metrics: tuple[s
             config = RunConfig(model=model, dataset=dataset, seed=seed, steps=steps,
                                metrics=metrics, experiment=experiment)
             uri = tracking_uri or f"sqlite:///{Path(scratch) / 'mlflow.db'}"
-            job, result, _, _ = train(config, {}, uri, final_evaluation_only=True)
+            _, result, _, _ = train(config, {}, uri, final_evaluation_only=True)
         finally:
             os.chdir(previous)
-    evaluation = sum(job.last_evaluation.seconds.values())
+    evaluation = sum(result.evaluation.seconds.values())
     return {"model": model, "dataset": dataset, "seed": seed, "steps": result.step,
             "status": result.status, "seconds": round(result.seconds, 1),
             "eval_seconds": round(evaluation, 1),

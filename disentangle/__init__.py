@@ -4,7 +4,7 @@ Public entry points::
 
     import disentangle
     ds = disentangle.load_dataset("dsprites")
-    disentangle.metrics.mig(codes, factors)
+    disentangle.cores.mig(codes, factors)      # every first-party metric's array core
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> FactorDataset
 
 
 def __getattr__(name: str):
-    # ``disentangle.metrics`` is imported on first use, keeping ``import disentangle`` light.
-    if name == "metrics":
+    # submodules with heavy imports load on first use, keeping ``import disentangle`` light
+    if name in ("cores", "metrics"):
         import importlib
 
-        return importlib.import_module("disentangle.metrics")
-    raise AttributeError(name)
+        return importlib.import_module(f"disentangle.{name}")
+    raise AttributeError(f"module 'disentangle' has no attribute {name!r}")

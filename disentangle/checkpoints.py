@@ -8,7 +8,6 @@ moment leaves either the previous checkpoint or the new one, never a torn file.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import tempfile
@@ -62,15 +61,6 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a disentangle checkpoint (format {FORMAT})")
     return state
-
-
-def encode_config(config: dict[str, Any]) -> str:
-    """Configs travel inside checkpoints as JSON text (a plain string is weights-only safe)."""
-    return json.dumps(config, sort_keys=True)
-
-
-def decode_config(text: str) -> dict[str, Any]:
-    return json.loads(text)
 
 
 class RunLock:

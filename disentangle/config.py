@@ -1,8 +1,13 @@
-"""Typed configuration: the run settings and the ``--set key=value`` overrides.
+"""Typed configuration: the run settings, and parsing ``--set key=value`` strings.
 
-Model hyper-parameters are plain dataclasses whose fields carry a ``help`` text in their
-metadata. This module turns command-line strings into those typed values, and configs into
-flat dictionaries for MLflow and JSON/YAML for checkpoints, and back.
+Run settings (:class:`RunConfig`) and model hyper-parameters are frozen dataclasses whose
+fields carry a ``help`` text in their metadata and which validate themselves in
+``__post_init__``. This module turns command-line strings and stored values into those
+typed values; :mod:`disentangle.record` turns configs into every stored form and back.
+
+A config class may define a classmethod ``complete(values) -> values`` that fills options
+derived from others (for example the layer sizes of a chosen preset) before the dataclass
+is built: :func:`instantiate` calls it, so one frozen config holds every resolved value.
 """
 
 from __future__ import annotations
@@ -39,7 +44,13 @@ class RunConfig:
     metrics: tuple[str, ...] = option(("mig", "categorical_accuracy"), "metrics to evaluate")
     data_dir: str = option("", "folder with the dataset's files, when it uses any")
     experiment: str = option("", "MLflow experiment; empty means the dataset name")
-    params: tuple[tuple[str, Any], ...] = option((), "model hyper-parameters (resolved)")
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError("--steps must be >= 0 and --batch-size >= 1")
+        for key in ("eval_every", "checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1")
 
 
 def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:
@@ -103,6 +114,11 @@ def parse_value(tp: Any, text: str) -> Any:
 def coerce(tp: Any, value: Any) -> Any:
     """Check a value read back from JSON/YAML against ``tp`` (lists become tuples)."""
     origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and str not in options):
+            return value if value is None else parse_value(tp, value)
+        return coerce(options[0], value)
     if origin is tuple and isinstance(value, (list, tuple)):
         item = typing.get_args(tp)[0]
         return tuple(coerce(item, v) for v in value)
@@ -150,7 +166,11 @@ def parse_assignments(cls: type, values: dict[str, str], what: str) -> dict[str,
 
 
 def instantiate(cls: type, values: dict[str, Any], what: str) -> Any:
-    """Build config dataclass ``cls`` from typed or stored (JSON/YAML) values, validated."""
+    """Build config dataclass ``cls`` from typed or stored (JSON/YAML) values, validated.
+
+    Options missing from ``values`` take their defaults, after ``cls.complete`` (when the
+    class has one) has filled the options it derives.
+    """
     kwargs = {}
     for key, value in values.items():
         tp = _check_key(cls, key, what)
@@ -159,7 +179,8 @@ def instantiate(cls: type, values: dict[str, Any], what: str) -> Any:
         except (ValueError, TypeError) as exc:
             raise UsageError(f"bad value {value!r} for {what} parameter {key!r}: {exc}") from None
     try:
-        return cls(**kwargs)
+        complete = getattr(cls, "complete", None)
+        return cls(**(complete(kwargs) if complete is not None else kwargs))
     except (ValueError, TypeError) as exc:
         raise UsageError(f"invalid {what} parameters: {exc}") from None
 
@@ -168,9 +189,3 @@ def to_dict(config: Any) -> dict[str, Any]:
     """A config dataclass as a plain dict (tuples kept)."""
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
-
-def flatten(run: RunConfig) -> dict[str, str]:
-    """Every setting of a run as flat string params for MLflow (``model.lr_d`` etc.)."""
-    flat = {k: v for k, v in to_dict(run).items() if k != "params"}
-    flat.update({f"model.{k}": v for k, v in run.params})
-    return {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in flat.items()}

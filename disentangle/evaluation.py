@@ -10,7 +10,7 @@ whole grid encoded first, in large batches, and every metric is then answered by
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +21,9 @@ from tqdm import tqdm
 from disentangle.config import parse_value
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable, UsageError
+from disentangle.metrics import Metric
 from disentangle.models import Model, Representation, eval_mode
-from disentangle.registry import Registry
+from disentangle.registry import Entry, blame
 
 #: encodings at least this large show a progress bar
 _PROGRESS_FROM = 100_000
@@ -31,10 +32,9 @@ _PROGRESS_FROM = 100_000
 def encoding_batch(device: torch.device) -> int:
     """Images per encoder call by default: 64 on a CPU, 1,024 on an accelerator.
 
-    On a CPU a batch's activations must stay in the processor's caches: the dSprites conv
-    encoders on a 2-core CPU run at about 9,300 images/s in batches of 64 and 3,700 in
-    batches of 1,024 (``benchmarks/metric_suite.py``). An accelerator instead needs large
-    batches to amortise the cost of each call.
+    On a CPU a batch's activations must stay in the processor's caches, which small batches
+    do (the throughput at both sizes is in ``benchmarks/results/metric_suite.txt``). An
+    accelerator instead needs large batches to amortise the cost of each call.
     """
     return 64 if device.type == "cpu" else 1024
 
@@ -124,16 +124,17 @@ class Evaluation:
     grid: bool = False
 
 
-def parse_metric_params(registry: Registry,
+def parse_metric_params(metric: Callable[[str], Metric],
                         assignments: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``{"dci.num_train": "1000"}`` -> ``{"dci": {"num_train": 1000}}``, each value parsed
-    as the type of the parameter's default; unknown names raise UsageError."""
+    as the type of the parameter's default; ``metric(name)`` looks a metric up (raising
+    UsageError for an unknown one); unknown parameters raise UsageError."""
     params: dict[str, dict[str, Any]] = {}
     for key, text in assignments.items():
         name, _, param = key.rpartition(".")
         if not name:
             raise UsageError(f"metric parameters are METRIC.NAME=VALUE, got {key!r}")
-        defaults = registry.metric(name).parameters()
+        defaults = metric(name).parameters()
         if param not in defaults:
             raise UsageError(f"metric {name!r} has no parameter {param!r}; "
                              f"it has: {', '.join(defaults)}")
@@ -158,12 +159,12 @@ def plan_grid(dataset: FactorDataset, rows_requested: int) -> bool:
     return dataset.deterministic and rows_requested > dataset.num_combinations
 
 
-def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
-             registry: Registry, seed: int,
+def evaluate(model: Model, dataset: FactorDataset, metrics: Sequence[Entry[Metric]], seed: int,
              params: Mapping[str, Mapping[str, Any]] | None = None,
              batch_size: int | None = None, grid: bool | None = None,
              progress: bool = False, observer: Observer | None = None) -> Evaluation:
-    """Score ``model`` with each named metric; the draws depend on ``seed`` alone.
+    """Score ``model`` with each of the registered ``metrics`` (``registry.metrics(names)``);
+    the draws depend on ``seed`` alone. An unexpected error in a metric names its plugin.
 
     ``params`` maps a metric name to parameters of its sampler (``num_train``...).
     ``batch_size`` is the images per encoder call (default: :func:`encoding_batch`).
@@ -178,12 +179,11 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
     inverse encoder does), reuse an ``observer`` only with the seed that filled it.
     """
     params = dict(params or {})
-    metrics = [registry.metric(name) for name in metric_names]
-    unknown = set(params) - {m.name for m in metrics}
+    unknown = set(params) - {entry.name for entry in metrics}
     if unknown:
         raise UsageError(f"parameters given for metrics not evaluated: {sorted(unknown)}")
     try:
-        resolved = {m.name: m.resolve(params.get(m.name)) for m in metrics}
+        resolved = {e.name: e.obj.resolve(params.get(e.name)) for e in metrics}
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     result = Evaluation()
@@ -197,23 +197,23 @@ def evaluate(model: Model, dataset: FactorDataset, metric_names: Iterable[str],
         raise ValueError("the observer given encodes another model or dataset")
     if grid is None:
         # metrics that do not say what they ask for count as asking nothing
-        requested = [m.images_requested(dataset, params.get(m.name)) for m in metrics]
+        requested = [e.obj.images_requested(dataset, params.get(e.name)) for e in metrics]
         grid = plan_grid(dataset, sum(n for n in requested if n is not None))
     if grid:
         start = time.perf_counter()
         observer.encode_grid(evaluation_rng(seed))
         result.seconds["encode_grid"] = time.perf_counter() - start
         result.grid = True
-    for index, metric in enumerate(metrics):
+    for index, entry in enumerate(metrics):
         rng = evaluation_rng(seed, index)
         start = time.perf_counter()
         try:
-            with registry.blame("metric", metric.name, f"metric {metric.name!r}"):
-                scores = metric(observer, rng, **resolved[metric.name])
+            with blame(entry, f"metric {entry.name!r}"):
+                scores = entry.obj(observer, rng, **resolved[entry.name])
         except NotApplicable as why:
-            result.skipped[metric.name] = str(why)
+            result.skipped[entry.name] = str(why)
             continue
-        result.seconds[metric.name] = time.perf_counter() - start
+        result.seconds[entry.name] = time.perf_counter() - start
         result.scores.update({k: float(v) for k, v in scores.items()})
     result.images_encoded = observer.images_encoded
     result.rows_requested = observer.rows_requested

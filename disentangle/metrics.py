@@ -7,8 +7,10 @@ A metric has two parts, kept apart on purpose:
 * ``score(observer, rng, **params)``: the sampling protocol. It draws factor combinations
   from ``observer.dataset``, asks ``observer`` for their codes, and calls ``core``.
 
-``disentangle.metrics.mig(codes, factors)`` is the registered ``mig`` metric's core, and so
-on for every metric plugin, third-party ones included.
+This module is the bottom of the metric stack: it imports no other part of the core at run
+time, and knows the evaluator's observer only as the :class:`Observer` protocol. The
+first-party cores are imported by name in :mod:`disentangle.cores`; any registered metric's
+core, third-party ones included, is ``registry.metric(name).core``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from disentangle.datasets import FactorDataset
-    from disentangle.evaluation import Observer
+    from disentangle.models import Model, Representation
+
+
+class Observer(Protocol):
+    """What a metric's sampler is given: the model scored, the dataset to draw factor rows
+    from, and a call that returns the model's codes for the images at those rows (the
+    evaluator's :class:`disentangle.evaluation.Observer` is one)."""
+
+    model: Model
+    dataset: FactorDataset
+
+    def __call__(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
+        """The representation of the images at factor rows ``[n, K]``."""
 
 
 @dataclass(frozen=True)
@@ -178,13 +192,3 @@ def normalized_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
     logs = np.log(p, out=np.zeros_like(p), where=p > 0)
     return -(p * logs).sum(axis=axis) / np.log(weights.shape[axis])
 
-
-def __getattr__(name: str) -> Callable[..., dict[str, float]]:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    from disentangle.registry import get_registry
-
-    entry = get_registry().entries["metric"].get(name)
-    if entry is None:
-        raise AttributeError(f"no metric named {name!r} is registered")
-    return entry.obj.core

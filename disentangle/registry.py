@@ -2,7 +2,9 @@
 
 Plugins are found in the ``disentangle`` entry-point group (first-party ones included). A
 plugin that fails to import or to register is recorded with its error in
-:attr:`Registry.failures`; every other plugin keeps working.
+:attr:`Registry.failures`; every other plugin keeps working. Every hook is called by pluggy
+itself, so its call order, ``tryfirst``/``trylast`` and hook wrappers behave as pluggy
+documents them (see :mod:`disentangle.hookspecs`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ import functools
 import importlib.metadata
 import inspect
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
 from disentangle import hookspecs
 from disentangle.errors import NotApplicable, PluginError, UsageError
+
+if TYPE_CHECKING:
+    from disentangle.datasets import FactorDataset
+    from disentangle.metrics import Metric
+    from disentangle.models import Model
 
 KINDS = ("model", "dataset", "metric")
 _HOOKS = {
@@ -28,14 +35,16 @@ _HOOKS = {
     "metric": "disentangle_register_metrics",
 }
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(Generic[T]):
     """One registered model, dataset or metric, with where it came from."""
 
     kind: str
     name: str
-    obj: Any
+    obj: T
     plugin: str
     distribution: str
     summary: str
@@ -66,12 +75,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _wrong_kind(kind: str, obj: Any) -> str | None:
+    """Why ``obj`` cannot be registered as a ``kind``, or None when it can."""
+    from disentangle.datasets import FactorDataset
+    from disentangle.metrics import Metric
+    from disentangle.models import Model
+
+    expected = {"model": Model, "dataset": FactorDataset}.get(kind)
+    if expected is not None:
+        if isinstance(obj, type) and issubclass(obj, expected):
+            return None
+        return f"a {kind} must be a subclass of {expected.__module__}.{expected.__name__}"
+    return None if isinstance(obj, Metric) else "a metric must be a disentangle.metrics.Metric"
+
+
+def _raising_plugin(hook: Any, exc: BaseException) -> str | None:
+    """The plugin whose implementation of ``hook`` the traceback of ``exc`` passed through."""
+    owners = {impl.function.__code__: impl.plugin_name for impl in hook.get_hookimpls()}
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in owners:
+            return owners[frame.tb_frame.f_code]
+        frame = frame.tb_next
+    return None
+
+
 @dataclass
 class Registry:
     """Everything the installed plugins registered, by kind and name."""
 
     manager: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
-    entries: dict[str, dict[str, Entry]] = field(
+    entries: dict[str, dict[str, Entry[Any]]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
     failures: list[PluginFailure] = field(default_factory=list)
@@ -82,8 +116,9 @@ class Registry:
                    distribution: str = "<local>") -> None:
         """Register one plugin object (a module, usually) and collect what it provides.
 
-        Errors are recorded in :attr:`failures`, never raised: one broken plugin must not
-        take the others down.
+        Its register hooks are called through pluggy, restricted to this one plugin. Errors
+        are recorded in :attr:`failures`, never raised: one broken plugin must not take the
+        others down.
         """
         try:
             self.manager.register(module, name=name)
@@ -94,31 +129,33 @@ class Registry:
             self.failures.append(PluginFailure(name, distribution, "registration", _describe(exc)))
             return
         self.distributions[name] = distribution
+        others = [p for p in self.manager.get_plugins() if p is not module]
         for kind, hook_name in _HOOKS.items():
-            for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-                if impl.plugin is not module:
-                    continue
-                try:
-                    provided = list(impl.function())
-                except Exception as exc:
-                    self.failures.append(
-                        PluginFailure(name, distribution, f"{hook_name}()", _describe(exc))
-                    )
-                    continue
-                for obj in provided:
-                    self._add(kind, obj, name, distribution)
+            try:
+                results = self.manager.subset_hook_caller(hook_name, others)()
+                provided = [obj for result in results for obj in result]
+            except Exception as exc:
+                self.failures.append(
+                    PluginFailure(name, distribution, f"{hook_name}()", _describe(exc)))
+                continue
+            for obj in provided:
+                self._add(kind, obj, name, distribution)
 
     def _add(self, kind: str, obj: Any, plugin: str, distribution: str) -> None:
+        def fail(why: str) -> None:
+            self.failures.append(PluginFailure(plugin, distribution, _HOOKS[kind] + "()", why))
+
+        why = _wrong_kind(kind, obj)
+        if why is not None:
+            fail(f"{why}, not {obj!r}")
+            return
         entry_name = getattr(obj, "name", None)
         if not isinstance(entry_name, str) or not entry_name:
-            self.failures.append(PluginFailure(
-                plugin, distribution, "registration", f"a {kind} without a 'name': {obj!r}"))
+            fail(f"a {kind} without a 'name': {obj!r}")
             return
         existing = self.entries[kind].get(entry_name)
         if existing is not None:
-            self.failures.append(PluginFailure(
-                plugin, distribution, "registration",
-                f"{kind} {entry_name!r} is already provided by plugin {existing.plugin!r}"))
+            fail(f"{kind} {entry_name!r} is already provided by plugin {existing.plugin!r}")
             return
         self.entries[kind][entry_name] = Entry(
             kind, entry_name, obj, plugin, distribution, _summary(obj))
@@ -134,7 +171,7 @@ class Registry:
                 continue
             self.add_plugin(module, ep.name, dist)
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> Entry[Any]:
         """Look up a registered item; unknown names raise a UsageError listing what exists."""
         try:
             return self.entries[kind][name]
@@ -146,18 +183,18 @@ class Registry:
             raise UsageError(f"unknown {kind} {name!r}; available: {known}{hint}") from None
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every plugin's implementation of an event hook.
+        """Call an event hook through pluggy; an exception names the plugin that raised it.
 
-        Unlike ``manager.hook.<name>(...)``, an exception names the plugin that raised it
-        (:class:`PluginError`), so a broken third-party hook is easy to find.
+        The exception becomes a :class:`PluginError` naming the plugin whose implementation
+        it came from, so a broken third-party hook is easy to find.
         """
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            try:
-                impl.function(*(kwargs[arg] for arg in impl.argnames))
-            except Exception as exc:
-                raise PluginError(impl.plugin_name,
-                                  self.distributions.get(impl.plugin_name, "<unknown>"),
-                                  f"{hook_name}()", exc) from exc
+        hook = getattr(self.manager.hook, hook_name)
+        try:
+            hook(**kwargs)
+        except Exception as exc:
+            plugin = _raising_plugin(hook, exc) or "<unknown>"
+            raise PluginError(plugin, self.distributions.get(plugin, "<unknown>"),
+                              f"{hook_name}()", exc) from exc
 
     @contextmanager
     def blame(self, kind: str, name: str, where: str) -> Iterator[None]:
@@ -166,22 +203,33 @@ class Registry:
         Errors the user can act on (:class:`UsageError`, :class:`NotApplicable`) and
         PluginErrors raised deeper pass unchanged.
         """
-        try:
+        with blame(self.get(kind, name), where):
             yield
-        except (UsageError, NotApplicable, PluginError):
-            raise
-        except Exception as exc:
-            entry = self.get(kind, name)
-            raise PluginError(entry.plugin, entry.distribution, where, exc) from exc
 
-    def model(self, name: str) -> Any:
+    def model(self, name: str) -> type[Model]:
         return self.get("model", name).obj
 
-    def dataset(self, name: str) -> Any:
+    def dataset(self, name: str) -> type[FactorDataset]:
         return self.get("dataset", name).obj
 
-    def metric(self, name: str) -> Any:
+    def metric(self, name: str) -> Metric:
         return self.get("metric", name).obj
+
+    def metrics(self, names: Iterable[str]) -> list[Entry[Metric]]:
+        """The registered metrics ``names``, in order (an unknown name is a UsageError)."""
+        return [self.get("metric", name) for name in names]
+
+
+@contextmanager
+def blame(entry: Entry[Any], where: str) -> Iterator[None]:
+    """Re-raise an unexpected exception from ``entry``'s plugin as a :class:`PluginError`
+    (errors the user can act on, and PluginErrors raised deeper, pass unchanged)."""
+    try:
+        yield
+    except (UsageError, NotApplicable, PluginError):
+        raise
+    except Exception as exc:
+        raise PluginError(entry.plugin, entry.distribution, where, exc) from exc
 
 
 def _new_manager() -> pluggy.PluginManager:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import yaml
 
 from disentangle import config as cfg
 from disentangle.config import RunConfig
-from disentangle.errors import NoCheckpoint, UsageError
+from disentangle.errors import UsageError
 from disentangle.registry import Registry
 
 #: where ``disentangle bench NAME`` looks for ``NAME.yaml`` (relative to the working folder)
@@ -160,101 +159,28 @@ def parse_suite(text: str, name: str) -> Suite:
             for dataset, seed in itertools.product(datasets, seeds):
                 if not isinstance(seed, int):
                     raise UsageError(f"{where}: seeds must be integers, not {seed!r}")
-                config = replace(RunConfig(model=str(entry["model"]), dataset=str(dataset),
-                                           seed=seed, experiment=suite.experiment),
-                                 **settings)
+                try:
+                    config = replace(RunConfig(model=str(entry["model"]), dataset=str(dataset),
+                                               seed=seed, experiment=suite.experiment),
+                                     **settings)
+                except ValueError as exc:
+                    raise UsageError(f"{where}: {exc}") from None
                 suite.specs.append(RunSpec(config, tuple(sorted(overrides.items()))))
     return suite
 
 
 def load_suite(name: str, registry: Registry) -> Suite:
     """Read, expand and validate a suite: every run's settings are checked before any runs."""
-    from disentangle.runner import prepare
+    from disentangle.plan import plan_new
 
     path = find_suite(name)
     suite = parse_suite(path.read_text(), path.stem)
     for spec in suite.specs:
         try:
-            prepare(spec.config, dict(spec.overrides), registry)
+            plan_new(spec.config, dict(spec.overrides), registry)
         except UsageError as exc:
             raise UsageError(f"suite {suite.name}, {spec.label}: {exc}") from None
     keys = [spec.key for spec in suite.specs]
     if len(set(keys)) != len(keys):
         raise UsageError(f"suite {suite.name} lists the same run more than once")
     return suite
-
-
-@dataclass
-class Outcome:
-    """What happened to one spec: skipped (already finished), resumed, started, or failed."""
-
-    spec: RunSpec
-    action: str
-    run_id: str = ""
-    status: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
-
-
-def suite_parent(tracker: Any, suite: Suite) -> str:
-    """The id of the suite's parent run (created on first use), which groups its runs."""
-    from mlflow.exceptions import MlflowException
-
-    client = tracker.client
-    experiment = client.get_experiment_by_name(suite.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        suite.experiment)
-    try:
-        found = client.search_runs([experiment_id], f"tags.`{SUITE_TAG}` = '{suite.name}' and "
-                                   f"tags.`{KEY_TAG}` = 'parent'", max_results=1)
-    except MlflowException as exc:
-        raise UsageError(f"cannot search tracking store {tracker.uri}: {exc}") from None
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=f"suite {suite.name}",
-                            tags={SUITE_TAG: suite.name, KEY_TAG: "parent",
-                                  "mlflow.note.content": suite.description})
-    return run.info.run_id
-
-
-def existing_run(tracker: Any, spec: RunSpec) -> Any:
-    """The latest logged run of ``spec`` (matched by suite key), or None."""
-    client = tracker.client
-    experiment = client.get_experiment_by_name(spec.config.experiment)
-    if experiment is None:
-        return None
-    runs = client.search_runs([experiment.experiment_id], f"tags.`{KEY_TAG}` = '{spec.key}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
-
-
-def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry, tracker: Any,
-             retry_failed: bool = False, echo: Callable[[str], None] = print,
-             progress: bool = True) -> Outcome:
-    """Bring one spec to completion: skip it when finished, resume it, or start it.
-
-    This is the whole unit of work of a suite, the same for every executor: running it
-    twice, or after a crash anywhere, never repeats a finished run.
-    """
-    from disentangle import runner
-
-    found = existing_run(tracker, spec)
-    if found is not None and found.info.status == "FINISHED":
-        return Outcome(spec, "skipped", found.info.run_id, "FINISHED")
-    if found is not None and found.info.status == "FAILED" and not retry_failed:
-        return Outcome(spec, "failed before", found.info.run_id, "FAILED")
-    job = None
-    if found is not None and found.info.status != "FAILED":
-        try:
-            state, setup = runner.stored_run(tracker, found.info.run_id, registry)
-            job = runner.continue_run(found.info.run_id, state, setup, registry, tracker,
-                                      echo=echo, progress=progress)
-            action = "resumed"
-        except NoCheckpoint:
-            tracker.end(found.info.run_id, "FAILED")  # died before its first checkpoint
-    if job is None:
-        tags = {SUITE_TAG: suite_name, KEY_TAG: spec.key, PARENT_TAG: parent_id}
-        setup = runner.prepare(spec.config, dict(spec.overrides), registry)
-        job = runner.new_run(setup, registry, tracker, tags, echo=echo, progress=progress)
-        action = "started"
-    result = job.train()
-    return Outcome(spec, action, result.run_id, result.status, result.scores)

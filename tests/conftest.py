@@ -1,4 +1,7 @@
-"""Shared fixtures: a toy third-party plugin installed the way pip would, and a clean cwd."""
+"""Shared fixtures and helpers: a toy third-party plugin installed the way pip would, a clean
+cwd, loopback servers, and the tiny dataset and fixed-code "model" the metric tests share
+(three factors of sizes (3, 4, 5) whose "image" is the factor row itself, and a model that
+returns chosen functions of the factors as its codes)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,10 @@ import numpy as np
 import pytest
 import torch
 
+from disentangle.datasets import FactorDataset
+from disentangle.evaluation import Observer
+from disentangle.metrics import Metric
+from disentangle.models import Model, Representation
 from disentangle.registry import get_registry
 
 TOY_SOURCE = Path(__file__).parent / "toy" / "toy_plugin.py"
@@ -105,3 +113,66 @@ def http_service() -> Callable[[Callable[[int], list[str]], str], Any]:
     """Start a server (``command(port)``) on a free loopback port, wait until its
     ``/health`` answers, yield its base URL, and stop it afterwards."""
     return _serving
+
+
+class TinyDataset(FactorDataset):
+    """Factors of sizes (3, 4, 5); the "image" of a factor row is the row itself."""
+
+    name = "tiny"
+    factor_names = ("shape", "size", "position")
+    factor_sizes = (3, 4, 5)
+    image_shape = (1, 1, 3)
+    categorical_factors = ("shape",)
+
+    def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(factors), dtype=torch.float64).reshape(-1, 1, 1, 3)
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    pass
+
+
+class CodeModel(Model):
+    """Encodes an image (a factor row) with fixed functions of the factors.
+
+    ``continuous(factors) -> [n, d]`` and optionally ``categorical(factors) -> [n, m]``.
+    It counts the images it encodes, to check the observer's caching.
+    """
+
+    name = "codes"
+    Config = NoConfig
+
+    def __init__(self, continuous: Callable[[np.ndarray], np.ndarray],
+                 categorical: Callable[[np.ndarray], np.ndarray] | None = None,
+                 dataset: FactorDataset | None = None):
+        super().__init__(NoConfig(), dataset or TinyDataset(), torch.device("cpu"))
+        self.continuous, self.categorical = continuous, categorical
+        self.calls: list[int] = []
+
+    def encode(self, images: torch.Tensor) -> Representation:
+        factors = images.reshape(len(images), -1).numpy().round().astype(np.int64)
+        self.calls.append(len(factors))
+        categorical = (self.categorical(factors) if self.categorical is not None
+                       else np.zeros((len(factors), 0), dtype=np.int64))
+        return Representation(np.asarray(self.continuous(factors), dtype=np.float64),
+                              categorical)
+
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+        raise NotImplementedError("a fixed encoder is not trained")
+
+    def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError("a fixed encoder does not generate")
+
+
+def registered(name: str) -> Metric:
+    return get_registry().metric(name)
+
+
+def identity(factors: np.ndarray) -> np.ndarray:
+    return factors.astype(np.float64)
+
+
+def observer_for(continuous: Callable[[np.ndarray], np.ndarray],
+                 categorical: Callable[[np.ndarray], np.ndarray] | None = None) -> Observer:
+    return Observer(CodeModel(continuous, categorical), TinyDataset())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from test_metrics import CodeModel, TinyDataset, identity
+from conftest import CodeModel, TinyDataset, identity
 from toy.toy_plugin import ToyBlobs
 
 from disentangle.errors import UsageError
@@ -91,8 +91,8 @@ def test_grid_and_sample_paths_give_identical_scores() -> None:
     dataset = ToyBlobs()
     grid_model, sample_model = PixelSums(dataset), PixelSums(dataset)
     names = list(SMALL)
-    on_grid = evaluate(grid_model, dataset, names, registry, 3, SMALL, grid=True)
-    sampled = evaluate(sample_model, dataset, names, registry, 3, SMALL, grid=False)
+    on_grid = evaluate(grid_model, dataset, registry.metrics(names), 3, SMALL, grid=True)
+    sampled = evaluate(sample_model, dataset, registry.metrics(names), 3, SMALL, grid=False)
     assert on_grid.scores == sampled.scores
     assert on_grid.skipped == sampled.skipped == {}
     assert on_grid.grid and not sampled.grid
@@ -104,13 +104,13 @@ def test_grid_and_sample_paths_give_identical_scores() -> None:
 def test_the_plan_encodes_the_grid_only_when_asked_for_more() -> None:
     registry = get_registry()
     dataset = ToyBlobs()
-    small = evaluate(PixelSums(dataset), dataset, ["mig"], registry, 0,
+    small = evaluate(PixelSums(dataset), dataset, registry.metrics(["mig"]), 0,
                      {"mig": {"num_points": 100}})
     assert not small.grid and small.images_encoded < 100
     # FactorVAE's protocol asks for 970,000 rows of a 147-image grid
     assert registry.metric("factor_vae").images_requested(dataset) == 970_000
     assert plan_grid(dataset, 970_000) and not plan_grid(dataset, 147)
-    full = evaluate(PixelSums(dataset), dataset, ["factor_vae"], registry, 0)
+    full = evaluate(PixelSums(dataset), dataset, registry.metrics(["factor_vae"]), 0)
     assert full.grid and full.images_encoded == 147 and full.rows_requested == 970_000
 
 
@@ -118,10 +118,12 @@ def test_metric_parameters_are_checked() -> None:
     registry = get_registry()
     dataset = ToyBlobs()
     with pytest.raises(UsageError, match="no parameter 'num_points'"):
-        parse_metric_params(registry, {"dci.num_points": "3"})
+        parse_metric_params(registry.metric, {"dci.num_points": "3"})
     with pytest.raises(UsageError, match="bad value"):
-        parse_metric_params(registry, {"dci.num_train": "many"})
-    assert parse_metric_params(registry, {"dci.num_train": "30", "irs.diff_quantile": "0.9"}) \
-        == {"dci": {"num_train": 30}, "irs": {"diff_quantile": 0.9}}
+        parse_metric_params(registry.metric, {"dci.num_train": "many"})
+    parsed = parse_metric_params(registry.metric, {"dci.num_train": "30",
+                                                   "irs.diff_quantile": "0.9"})
+    assert parsed == {"dci": {"num_train": 30}, "irs": {"diff_quantile": 0.9}}
     with pytest.raises(UsageError, match="not evaluated"):
-        evaluate(PixelSums(dataset), dataset, ["mig"], registry, 0, {"dci": {"num_train": 3}})
+        evaluate(PixelSums(dataset), dataset, registry.metrics(["mig"]), 0,
+                 {"dci": {"num_train": 3}})

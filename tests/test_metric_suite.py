@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
-from test_metrics import CodeModel, TinyDataset, identity, registered
+from conftest import CodeModel, TinyDataset, identity, registered
 
 import disentangle
 from disentangle.errors import NotApplicable
@@ -83,7 +83,7 @@ def test_noise_scores_at_chance() -> None:
     rng = np.random.default_rng(2)
     factors = TinyDataset().sample_factors(1500, rng)
     noise = rng.normal(size=(1500, 3))
-    m = disentangle.metrics
+    m = disentangle.cores
     assert m.mig(noise, factors)["mig"] < 0.02
     assert m.sap(noise[:1000], factors[:1000], noise[1000:], factors[1000:])["sap"] < 0.05
     # IRS is not 0 for noise: holding a factor leaves the full spread, and IRS compares
@@ -103,7 +103,7 @@ def test_factor_vae_on_noise_is_near_chance() -> None:
     dataset = TinyDataset()
     train_factors, train_fixed = fixed_factor_batches(dataset, 300, 64, rng)
     eval_factors, eval_fixed = fixed_factor_batches(dataset, 300, 64, rng)
-    scores = disentangle.metrics.factor_vae(
+    scores = disentangle.cores.factor_vae(
         rng.normal(size=(1000, 4)), rng.normal(size=(300, 64, 4)), train_fixed,
         rng.normal(size=(300, 64, 4)), eval_fixed, 3)
     assert scores["factor_vae"] < 0.45
@@ -117,8 +117,8 @@ def test_factor_vae_on_noise_is_near_chance() -> None:
 def test_a_duplicated_code_has_no_gap() -> None:
     factors = TinyDataset().sample_factors(1000, np.random.default_rng(4))
     codes = np.concatenate([factors, factors[:, :1]], axis=1).astype(float)
-    assert disentangle.metrics.mig(codes, factors)["mig.factor0"] == 0.0
-    sap = disentangle.metrics.sap(codes[:600], factors[:600], codes[600:], factors[600:])
+    assert disentangle.cores.mig(codes, factors)["mig.factor0"] == 0.0
+    sap = disentangle.cores.sap(codes[:600], factors[:600], codes[600:], factors[600:])
     assert sap["sap.factor0"] == 0.0 and sap["sap.factor1"] > 0.2
 
 
@@ -155,7 +155,7 @@ def test_dci_fits_in_worker_processes_match_in_process_fits(name: str) -> None:
     rng = np.random.default_rng(4)
     factors = np.stack([rng.integers(0, k, 600) for k in (3, 7, 2)], axis=1)
     codes = standardized(factors[:, [2, 0, 1]] % 5) + 0.5 * rng.normal(size=(600, 3))
-    core = getattr(disentangle.metrics, name)
+    core = getattr(disentangle.cores, name)
     split = (codes[:400], factors[:400], codes[400:], factors[400:])
     assert core(*split, seed=9, jobs=2) == core(*split, seed=9, jobs=1)
 
@@ -170,15 +170,15 @@ def test_irs_by_hand() -> None:
     # the largest deviation from the mean (6) is 6: IRS = 1 - 1/6
     codes = np.array([[0.0], [2.0], [10.0], [12.0]])
     factors = np.array([[0], [0], [1], [1]])
-    assert disentangle.metrics.irs(codes, factors)["irs"] == pytest.approx(5 / 6)
-    constant = disentangle.metrics.irs(np.ones((4, 2)), factors)
+    assert disentangle.cores.irs(codes, factors)["irs"] == pytest.approx(5 / 6)
+    constant = disentangle.cores.irs(np.ones((4, 2)), factors)
     assert constant == {"irs": 0.0, "irs.active_codes": 0.0}
 
 
 def test_factor_vae_votes_by_hand() -> None:
     # two batches holding factor 1; code 1 is constant in both -> votes (1, code 1)
     batch = np.array([[[0.0, 5.0], [1.0, 5.0], [2.0, 5.0]]] * 2)
-    scores = disentangle.metrics.factor_vae(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]),
+    scores = disentangle.cores.factor_vae(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]),
                                             batch, np.array([1, 1]), batch, np.array([1, 1]), 2)
     assert scores["factor_vae"] == 1.0 and scores["factor_vae.train_accuracy"] == 1.0
 
@@ -193,14 +193,14 @@ def test_beta_vae_features_and_classifier() -> None:
 def test_sap_with_continuous_factors_by_hand() -> None:
     f = np.array([[0], [1], [2], [3]])
     codes = np.stack([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 0.0, 1.0]], axis=1)  # r^2 = 1 and 0
-    scores = disentangle.metrics.sap(codes, f, codes, f, continuous=True)
+    scores = disentangle.cores.sap(codes, f, codes, f, continuous=True)
     assert scores["sap"] == pytest.approx(1.0)
 
 
 def test_unsupervised_scores_by_hand() -> None:
     x = np.array([1.0, -1.0, 1.0, -1.0])
     y = np.array([1.0, -1.0, -1.0, 1.0])
-    m = disentangle.metrics
+    m = disentangle.cores
     independent = np.stack([x, y], axis=1)
     assert m.gaussian_total_correlation(independent)["gaussian_total_correlation"] == \
         pytest.approx(0.0, abs=1e-12)

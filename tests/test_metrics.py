@@ -1,91 +1,18 @@
-"""Metric helpers, MIG and categorical accuracy on hand-made cases with known answers.
-
-Also defines the tiny fake dataset and "model" the other metric tests share: three factors
-of sizes (3, 4, 5) whose "image" is the factor row itself, and a model that returns chosen
-functions of the factors as its codes.
-"""
+"""Metric helpers, MIG and categorical accuracy on hand-made cases with known answers
+(on conftest's tiny dataset, whose "image" is the factor row itself)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
-import torch
+from conftest import CodeModel, TinyDataset, identity, observer_for, registered
 from sklearn.metrics import mutual_info_score
 
 import disentangle
-from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
 from disentangle.evaluation import Observer
-from disentangle.metrics import Metric, discretize, entropies, mutual_info_matrix
-from disentangle.models import Model, Representation
+from disentangle.metrics import discretize, entropies, mutual_info_matrix
 from disentangle.registry import get_registry
-
-
-class TinyDataset(FactorDataset):
-    """Factors of sizes (3, 4, 5); the "image" of a factor row is the row itself."""
-
-    name = "tiny"
-    factor_names = ("shape", "size", "position")
-    factor_sizes = (3, 4, 5)
-    image_shape = (1, 1, 3)
-    categorical_factors = ("shape",)
-
-    def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(factors), dtype=torch.float64).reshape(-1, 1, 1, 3)
-
-
-@dataclass(frozen=True)
-class NoConfig:
-    pass
-
-
-class CodeModel(Model):
-    """Encodes an image (a factor row) with fixed functions of the factors.
-
-    ``continuous(factors) -> [n, d]`` and optionally ``categorical(factors) -> [n, m]``.
-    It counts the images it encodes, to check the observer's caching.
-    """
-
-    name = "codes"
-    Config = NoConfig
-
-    def __init__(self, continuous: Callable[[np.ndarray], np.ndarray],
-                 categorical: Callable[[np.ndarray], np.ndarray] | None = None,
-                 dataset: FactorDataset | None = None):
-        super().__init__(NoConfig(), dataset or TinyDataset(), torch.device("cpu"))
-        self.continuous, self.categorical = continuous, categorical
-        self.calls: list[int] = []
-
-    def encode(self, images: torch.Tensor) -> Representation:
-        factors = images.reshape(len(images), -1).numpy().round().astype(np.int64)
-        self.calls.append(len(factors))
-        categorical = (self.categorical(factors) if self.categorical is not None
-                       else np.zeros((len(factors), 0), dtype=np.int64))
-        return Representation(np.asarray(self.continuous(factors), dtype=np.float64),
-                              categorical)
-
-    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
-        raise NotImplementedError("a fixed encoder is not trained")
-
-    def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError("a fixed encoder does not generate")
-
-
-def registered(name: str) -> Metric:
-    return get_registry().metric(name)
-
-
-def identity(factors: np.ndarray) -> np.ndarray:
-    return factors.astype(np.float64)
-
-
-def observer_for(continuous: Callable[[np.ndarray], np.ndarray],
-                 categorical: Callable[[np.ndarray], np.ndarray] | None = None) -> Observer:
-    return Observer(CodeModel(continuous, categorical), TinyDataset())
-
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -124,8 +51,16 @@ def test_mutual_info_of_a_constant_is_zero_and_entropy_is_in_nats() -> None:
 
 # --- MIG --------------------------------------------------------------------------------
 
-def test_mig_core_is_reachable_by_name() -> None:
-    assert disentangle.metrics.mig.__name__ == "mig"
+def test_every_first_party_core_is_importable_by_its_metric_name() -> None:
+    from disentangle import cores
+
+    first_party = [e for e in get_registry().entries["metric"].values()
+                   if e.plugin in {"mig", "dci", "sap", "irs", "modularity", "unsupervised",
+                                   "factor_vae_metric", "beta_vae_metric",
+                                   "categorical_accuracy", "conditional_accuracy"}]
+    assert len(first_party) == len(cores.__all__) == 13
+    for entry in first_party:
+        assert getattr(cores, entry.name) is entry.obj.core
 
 
 def test_mig_hand_computed() -> None:
@@ -134,7 +69,7 @@ def test_mig_hand_computed() -> None:
     f1 = np.tile([0, 1, 2, 3], 4)
     factors = np.stack([f0, f1], axis=1)
     codes = np.stack([f0, f0 % 2], axis=1).astype(float)
-    scores = disentangle.metrics.mig(codes, factors, factor_names=("a", "b"))
+    scores = disentangle.cores.mig(codes, factors, factor_names=("a", "b"))
     # MI(code0, f0) = ln 4, MI(code1, f0) = ln 2: gap ln 2 / ln 4 = 1/2; factor b: gap 0.
     assert scores["mig.a"] == pytest.approx(0.5)
     assert scores["mig.b"] == pytest.approx(0.0)
@@ -144,16 +79,16 @@ def test_mig_hand_computed() -> None:
 def test_mig_on_the_factors_is_one_and_on_noise_zero() -> None:
     rng = np.random.default_rng(2)
     factors = TinyDataset().sample_factors(5000, rng)
-    perfect = disentangle.metrics.mig(factors.astype(float), factors)
+    perfect = disentangle.cores.mig(factors.astype(float), factors)
     assert perfect["mig"] == pytest.approx(1.0, abs=0.01)
-    noise = disentangle.metrics.mig(rng.normal(size=(5000, 4)), factors)
+    noise = disentangle.cores.mig(rng.normal(size=(5000, 4)), factors)
     assert noise["mig"] == pytest.approx(0.0, abs=0.01)
 
 
 def test_mig_is_zero_for_a_duplicated_factor() -> None:
     factors = TinyDataset().sample_factors(2000, np.random.default_rng(3))
     codes = np.concatenate([factors, factors[:, :1]], axis=1).astype(float)
-    assert disentangle.metrics.mig(codes, factors)["mig.factor0"] == 0.0
+    assert disentangle.cores.mig(codes, factors)["mig.factor0"] == 0.0
 
 
 def test_mig_is_not_the_transposed_matrix() -> None:
@@ -161,22 +96,22 @@ def test_mig_is_not_the_transposed_matrix() -> None:
     # even have the right shape for per-factor gaps; with the right one factor 0 has gap 0.
     factors = TinyDataset().sample_factors(2000, np.random.default_rng(4))
     codes = np.stack([factors[:, 0], factors[:, 0]], axis=1).astype(float)
-    scores = disentangle.metrics.mig(codes, factors)
+    scores = disentangle.cores.mig(codes, factors)
     assert set(scores) == {"mig", "mig.factor0", "mig.factor1", "mig.factor2"}
     assert scores["mig.factor0"] == 0.0
 
 
 def test_mig_with_one_code_uses_zero_as_second_best() -> None:
     factors = np.repeat([[0], [1]], 10, axis=0)
-    assert disentangle.metrics.mig(factors.astype(float), factors)["mig"] == pytest.approx(1.0)
+    assert disentangle.cores.mig(factors.astype(float), factors)["mig"] == pytest.approx(1.0)
 
 
 def test_mig_skips_constant_factors_and_refuses_without_codes() -> None:
     factors = np.stack([np.arange(10) % 2, np.zeros(10, dtype=int)], axis=1)
-    scores = disentangle.metrics.mig(factors[:, :1].astype(float), factors)
+    scores = disentangle.cores.mig(factors[:, :1].astype(float), factors)
     assert set(scores) == {"mig", "mig.factor0"}
     with pytest.raises(NotApplicable):
-        disentangle.metrics.mig(np.zeros((10, 0)), factors)
+        disentangle.cores.mig(np.zeros((10, 0)), factors)
 
 
 def test_mig_sampling_protocol_uses_the_observer() -> None:
@@ -190,7 +125,7 @@ def test_mig_sampling_protocol_uses_the_observer() -> None:
 # --- categorical accuracy ---------------------------------------------------------------
 
 def accuracy(codes: list[int], factor: list[int], size: int | None = None) -> dict[str, float]:
-    return disentangle.metrics.categorical_accuracy(
+    return disentangle.cores.categorical_accuracy(
         np.array(codes)[:, None], np.array(factor)[:, None],
         None if size is None else [size], ["f"])
 
@@ -224,7 +159,7 @@ def test_a_code_missing_values_in_the_sample_still_maps_one_to_one() -> None:
 def test_best_code_per_factor_and_best_factor_overall() -> None:
     factors = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
     codes = np.array([[1, 0], [1, 1], [0, 1], [0, 1]])  # code 0 = not factor 0
-    scores = disentangle.metrics.categorical_accuracy(codes, factors, [2, 2], ["a", "b"])
+    scores = disentangle.cores.categorical_accuracy(codes, factors, [2, 2], ["a", "b"])
     assert scores["categorical_accuracy.a"] == 1.0
     assert scores["categorical_accuracy.b"] == pytest.approx(3 / 4)
     assert scores["categorical_accuracy"] == 1.0

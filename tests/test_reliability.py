@@ -15,9 +15,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import disentangle
-from disentangle import checkpoints, pictures, runner
+from disentangle import checkpoints, pictures
 from disentangle.cli import main
 from disentangle.errors import UsageError
+from disentangle.run import CHECKPOINT
 from disentangle.tracking import Tracker, run_cache
 
 STEPS = 90
@@ -39,7 +40,7 @@ def _runs() -> list:
 
 
 def _checkpoint(run) -> Path:
-    return Path(run.info.artifact_uri.removeprefix("file://")) / runner.CHECKPOINT
+    return Path(run.info.artifact_uri.removeprefix("file://")) / CHECKPOINT
 
 
 def _spawn(toy_site: Path, args: list[str]) -> subprocess.Popen:

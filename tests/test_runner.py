@@ -14,9 +14,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import disentangle
-from disentangle import checkpoints, runner
+from disentangle import checkpoints
 from disentangle.cli import main
+from disentangle.device import resolve_device
 from disentangle.errors import UsageError
+from disentangle.run import CHECKPOINT
 
 TOY = ["toy_autoencoder", "--dataset", "toy_blobs", "--no-progress", "--metrics", ""]
 
@@ -28,7 +30,7 @@ def _runs(store: Path) -> list:
 
 
 def _weights(run) -> dict[str, torch.Tensor]:
-    path = Path(run.info.artifact_uri.removeprefix("file://")) / runner.CHECKPOINT
+    path = Path(run.info.artifact_uri.removeprefix("file://")) / CHECKPOINT
     return checkpoints.load(path)["model"]["modules"]
 
 
@@ -90,7 +92,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(with_toy, c
     run = _runs(Path("mlflow.db"))[0]
     assert run.info.status == "FAILED"
     state = checkpoints.load(Path(run.info.artifact_uri.removeprefix("file://"))
-                             / runner.CHECKPOINT)
+                             / CHECKPOINT)
     assert state["step"] == 20
     assert all(torch.isfinite(t).all() for t in state["model"]["modules"].values())
 
@@ -112,7 +114,7 @@ def test_real_ctrl_c_in_a_subprocess(toy_site, workdir):
     run = _runs(Path("mlflow.db"))[0]
     assert run.info.status == "KILLED"
     assert checkpoints.load(Path(run.info.artifact_uri.removeprefix("file://"))
-                            / runner.CHECKPOINT)["step"] > 0
+                            / CHECKPOINT)["step"] > 0
 
 
 def test_checkpoints_refuse_pickled_code_and_torn_files(tmp_path):
@@ -136,10 +138,10 @@ class _Payload:
 
 
 def test_device_resolution():
-    assert runner.resolve_device("cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available() and torch.backends.mps.is_available():
         expected = "mps"
-    assert runner.resolve_device("auto").type == expected
+    assert resolve_device("auto").type == expected
     with pytest.raises(UsageError, match="unknown device 'gpu0'"):
-        runner.resolve_device("gpu0")
+        resolve_device("gpu0")

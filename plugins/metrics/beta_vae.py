@@ -13,7 +13,6 @@ the score; the reference ran the defaults of its day (liblinear, one-vs-rest).
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -21,10 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 import disentangle
 from disentangle.datasets import FactorDataset
-from disentangle.metrics import Metric, batch_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, batch_codes
 
 
 def pair_features(codes_a: np.ndarray, codes_b: np.ndarray) -> np.ndarray:

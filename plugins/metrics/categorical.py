@@ -18,7 +18,6 @@ majority vote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -26,10 +25,7 @@ from scipy.optimize import linear_sum_assignment
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, factor_labels
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, factor_labels
 
 
 def mapped_accuracies(code: np.ndarray, factor: np.ndarray,

@@ -30,8 +30,6 @@ categorical one. A generator that ignores the class scores about ``1 / K``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,14 +38,11 @@ import disentangle
 from disentangle import checkpoints
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable, UsageError
-from disentangle.metrics import Metric
+from disentangle.metrics import Metric, Observer
 from disentangle.models import ClassConditional, eval_mode
 from disentangle.tracking import cache_home
 from disentangle_plugins.metrics.categorical import mapped_accuracies
 from disentangle_plugins.models.nets import ConvEncoder
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
 
 #: the classifier's convolution widths (one stride-2 halving each, as many as the image allows)
 WIDTHS = (32, 32, 64, 64)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -33,10 +32,7 @@ from threadpoolctl import threadpool_limits
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, normalized_entropy, sample_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, normalized_entropy, sample_codes
 
 #: importance added to every entry before the entropies, as the reference does, so a code
 #: (or factor) without any importance counts as spread evenly rather than undefined

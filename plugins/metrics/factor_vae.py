@@ -10,16 +10,11 @@ evaluation votes this majority-vote classifier gets right.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 import disentangle
 from disentangle.datasets import FactorDataset
-from disentangle.metrics import Metric, batch_codes, fixed_factor_batches, sample_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, batch_codes, fixed_factor_batches, sample_codes
 
 
 def votes(codes: np.ndarray, fixed: np.ndarray, global_variance: np.ndarray,

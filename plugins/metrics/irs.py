@@ -11,17 +11,12 @@ Constant codes are dropped first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, discretize, sample_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, discretize, sample_codes
 
 
 def held_deviation(codes: np.ndarray, groups: np.ndarray, quantile: float) -> np.ndarray:

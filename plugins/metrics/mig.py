@@ -9,7 +9,6 @@ score; MIG is their mean.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,14 +17,12 @@ from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
 from disentangle.metrics import (
     Metric,
+    Observer,
     discretize,
     entropies,
     factor_labels,
     mutual_info_matrix,
 )
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
 
 
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,

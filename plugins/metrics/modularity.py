@@ -13,7 +13,6 @@ and on the test points.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -23,10 +22,7 @@ from sklearn.metrics import roc_auc_score
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, discretize, mutual_info_matrix, sample_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, discretize, mutual_info_matrix, sample_codes
 
 
 def modularity_of(info: np.ndarray) -> float:

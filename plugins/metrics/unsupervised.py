@@ -15,17 +15,13 @@ All three are 0 for independent codes. Each draws its own ``num_points`` points.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, discretize, mutual_info_matrix, sample_codes
-
-if TYPE_CHECKING:
-    from disentangle.evaluation import Observer
+from disentangle.metrics import Metric, Observer, discretize, mutual_info_matrix, sample_codes
 
 
 def _covariance(codes: np.ndarray) -> np.ndarray:

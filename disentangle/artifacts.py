@@ -1,0 +1,68 @@
+"""What a run records besides its losses: evaluations, pictures and the scores file."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from disentangle import pictures
+from disentangle.evaluation import Evaluation, evaluate
+from disentangle.models import eval_mode
+from disentangle.run import Run
+
+
+def log_evaluation(run: Run, echo: Callable[[str], None],
+                   params: dict[str, dict[str, Any]] | None = None,
+                   progress: bool = False) -> Evaluation:
+    """Score the run's model with its metrics, log ``eval/<score>`` at its step, print the
+    scores, and tell the plugins (``disentangle_after_eval``).
+
+    ``params`` overrides metric sampler parameters (metric name -> name -> value).
+    """
+    s = run.plan.settings
+    result = evaluate(run.model, run.plan.dataset, run.registry.metrics(s.metrics), s.seed,
+                      params, progress=progress)
+    run.tracker.log_metrics(run.run_id, {f"eval/{k}": v for k, v in result.scores.items()},
+                            run.step)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if "." not in k)
+    echo(f"step {run.step}: {shown or 'no scores'}"
+         + "".join(f"\n  {k} skipped: {why}" for k, why in result.skipped.items()))
+    run.registry.notify("disentangle_after_eval", run_id=run.run_id, step=run.step,
+                        scores=dict(result.scores))
+    return result
+
+
+def log_final(run: Run, result: Evaluation) -> None:
+    """The pictures and ``scores.json`` (the final evaluation ``result``) of a finished run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_pictures(run, folder)
+        (folder / "scores.json").write_text(json.dumps({
+            "step": run.step, "scores": result.scores, "skipped": result.skipped,
+            "seconds": result.seconds, "images_encoded": result.images_encoded,
+            "rows_requested": result.rows_requested, "whole_grid": result.grid,
+        }, indent=2))
+        run.tracker.log_artifacts(run.run_id, folder)
+
+
+def write_pictures(run: Run, folder: Path) -> None:
+    """``samples.png`` (8 x 8 generated images) and ``traversals/<code>.png``."""
+    s, model = run.plan.settings, run.model
+    generator = torch.Generator().manual_seed(s.seed)
+    with eval_mode(model):
+        samples = model.generate(64, generator)
+        label = f"{s.model} on {s.dataset}, step {run.step}"
+        pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png",
+                           f"samples: {label}")
+        with run.registry.blame("model", s.model, "traversals()"):
+            traversals = model.traversals(generator)
+            for name in traversals:
+                pictures.check_file_name(name)
+        for name, images in traversals.items():
+            pictures.save_grid(images, folder / "traversals" / f"{name}.png",
+                               f"{name} (varies along each row): {label}")

@@ -1,0 +1,258 @@
+"""What each ``disentangle`` command does (the command line itself is :mod:`disentangle.cli`).
+
+Every error the user can fix is raised as a :class:`~disentangle.errors.UsageError`, which
+the command line prints as one ``error: ...`` line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
+from disentangle.errors import UsageError
+from disentangle.registry import KINDS, Registry, get_registry
+
+
+def _registry(quiet: bool = False) -> Registry:
+    registry = get_registry()
+    if not quiet:
+        for failure in registry.failures:
+            print(f"warning: {failure}", file=sys.stderr)
+    return registry
+
+
+def _metric_names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in text.split(",") if m.strip()) if text is not None else None
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    given = {
+        "model": args.model, "dataset": args.dataset, "steps": args.steps,
+        "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
+        "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+        "data_dir": args.data_dir, "experiment": args.experiment,
+        "metrics": _metric_names(args.metrics),
+    }
+    return instantiate(RunConfig, {k: v for k, v in given.items() if v is not None}, "run")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from disentangle.loop import train
+    from disentangle.plan import plan_new
+    from disentangle.run import new_run, open_run
+    from disentangle.tracking import Tracker, ui_command
+
+    registry = _registry()
+    overrides = split_assignments(args.overrides)
+    if args.resume:
+        if overrides:
+            raise UsageError("--set cannot change the hyper-parameters of a resumed run")
+        tracker = Tracker(args.tracking_uri)
+        run = open_run(args.resume, registry, tracker, steps=args.steps, device=args.device)
+        for key in ("model", "dataset"):
+            given, stored = getattr(args, key), getattr(run.plan.settings, key)
+            if given is not None and given != stored:
+                raise UsageError(f"run {args.resume} trained {key} {stored!r}, not {given!r}")
+    else:
+        if args.model is None:
+            raise UsageError("name a model to train (see `disentangle list`) or --resume RUN_ID")
+        plan = plan_new(_run_config(args), overrides, registry)  # before the store
+        tracker = Tracker(args.tracking_uri)
+        run = new_run(plan, registry, tracker)
+    result = train(run, progress=not args.no_progress)
+    print(f"\nrun {result.run_id} {result.status.lower()} at step {result.step} "
+          f"after {result.seconds:.0f} s")
+    for key, value in result.scores.items():
+        print(f"  {key:32s} {value:.4f}")
+    print(f"open the MLflow UI with:\n  {ui_command(tracker.uri)}")
+    waiting = len(tracker.pending(result.run_id).records())
+    if waiting:
+        print(f"warning: {waiting} tracking record(s) of this run could not reach {tracker.uri}; "
+              f"they are kept in {tracker.pending(result.run_id).folder}. Send them when the "
+              f"store is back with `disentangle sync {result.run_id}`", file=sys.stderr)
+    return {"FINISHED": 0, "KILLED": 130}.get(result.status, 1)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from disentangle.artifacts import log_evaluation
+    from disentangle.evaluation import parse_metric_params
+    from disentangle.run import open_run
+    from disentangle.tracking import Tracker
+
+    registry = _registry()
+    tracker = Tracker(args.tracking_uri)
+    run = open_run(args.run_id, registry, tracker, metrics=_metric_names(args.metrics),
+                   device=args.device)
+    params = parse_metric_params(registry.metric, split_assignments(args.params))
+    print(f"evaluating run {args.run_id} at step {run.step} on {run.device}...")
+    result = log_evaluation(run, print, params, progress=True)
+    for key, value in result.scores.items():
+        print(f"  {key:32s} {value:.4f}  ({result.seconds.get(key.split('.')[0], 0):.1f} s)"
+              if "." not in key else f"  {key:32s} {value:.4f}")
+    print(f"logged as eval/<score> at step {run.step} of run {args.run_id}; "
+          f"{result.images_encoded:,} images encoded for {result.rows_requested:,} rows "
+          f"requested" + (" (whole factor grid)" if result.grid else ""))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from disentangle.tracking import Tracker, runs_cache
+
+    waiting = {path.parent.parent.name: path.parent
+               for path in runs_cache().glob("*/pending/records.jsonl")}
+    run_ids = args.run_ids or sorted(waiting)
+    if not run_ids:
+        print("no tracking records are waiting")
+        return 0
+    left = 0
+    for run_id in run_ids:
+        if run_id not in waiting:
+            raise UsageError(f"run {run_id} has no tracking records waiting on this machine")
+        tracker = Tracker(args.tracking_uri or (waiting[run_id] / "store.txt").read_text())
+        count = len(tracker.pending(run_id).records())
+        if tracker.flush(run_id, force=True):
+            print(f"run {run_id}: {count} record(s) sent to {tracker.uri}")
+        else:
+            left += 1
+            print(f"run {run_id}: {tracker.uri} still fails; "
+                  f"{len(tracker.pending(run_id).records())} record(s) still waiting")
+    return 1 if left else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from disentangle import executors, suites
+    from disentangle.tracking import Tracker
+
+    registry = _registry()
+    suite = suites.load_suite(args.suite, registry)
+    tracker = Tracker(args.tracking_uri)
+    if args.dry_run:
+        for spec in suite.specs:
+            found = executors.existing_run(tracker, spec)
+            state = found.info.status.lower() if found is not None else "new"
+            print(f"  {state:9s} {spec.label}  [{spec.key}]")
+        print(f"suite {suite.name}: {len(suite.specs)} runs in experiment {suite.experiment}")
+        return 0
+    parent = executors.suite_parent(tracker, suite)
+    tracker.reopen(parent)
+    print(f"suite {suite.name}: {len(suite.specs)} runs in experiment {suite.experiment} "
+          f"(parent run {parent}), executor {args.executor}")
+    progress = not args.no_progress
+    if args.executor == "ray":
+        outcomes = executors.run_ray(suite, parent, tracker.uri, args.address,
+                                     args.cpus_per_run, args.gpus_per_run, args.retry_failed,
+                                     progress)
+    else:
+        outcomes = executors.run_local(suite, parent, registry, tracker, args.retry_failed,
+                                       progress)
+    statuses = {o.status for o in outcomes}
+    status = next((s for s in ("KILLED", "FAILED") if s in statuses), "FINISHED")
+    tracker.end(parent, status)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.action] = counts.get(outcome.action, 0) + 1
+    print(f"suite {suite.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    if status == "KILLED":
+        print(f"interrupted: rerun `disentangle bench {args.suite}` to continue")
+        return 130
+    print(f"compare with: disentangle compare --suite {suite.name}")
+    return 0 if status == "FINISHED" else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from disentangle import compare
+    from disentangle.suites import PARENT_TAG
+    from disentangle.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    runs = compare.load_runs(tracker.uri, args.experiment, args.suite)
+    if runs.empty:
+        raise UsageError("no finished runs match" + (f" suite {args.suite!r}" if args.suite
+                                                     else "") + f" in {tracker.uri}")
+    metrics = list(_metric_names(args.metrics) or compare.metric_names(runs))
+    table = compare.tidy(runs, metrics)
+    summary = compare.summarize(table, metrics)
+    shown = compare.formatted(summary, metrics)
+    print(compare.markdown(shown) if args.markdown else shown.to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"per-run table written to {args.csv}")
+    plot = args.plot or (f"comparison-{args.suite}.png" if args.suite else None)
+    if plot:
+        title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
+        compare.plot(table, metrics, Path(plot), title)
+        print(f"box plots written to {plot}")
+        if args.suite:
+            parent = runs[f"tags.{PARENT_TAG}"].dropna().unique()
+            for run_id in parent[:1]:
+                tracker.log_artifact(run_id, Path(plot))
+                print(f"logged as an artifact of the suite's parent run {run_id}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from disentangle.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        raise UsageError(f"{uri} is a tracking server: open it in a browser")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(quiet=True)
+    for kind in KINDS:
+        entries = sorted(registry.entries[kind].values(), key=lambda e: e.name)
+        print(f"{kind}s:")
+        width = max([22] + [len(e.name) for e in entries])
+        for e in entries:
+            print(f"  {e.name:{width}s} {e.distribution:24s} {e.summary}")
+        if not entries:
+            print("  (none)")
+    if registry.failures:
+        print("plugins that failed to load:")
+        for failure in registry.failures:
+            print(f"  {failure}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry()
+    entry = registry.get("model", args.model)
+    model_cls = entry.obj
+    defaults, steps = {}, model_cls.default_steps
+    if args.dataset:
+        dataset = registry.dataset(args.dataset)()
+        defaults, steps = model_cls.dataset_defaults(dataset), model_cls.default_steps_for(dataset)
+    # the values a run would use: a config may derive unset options from others
+    resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
+    print(f"{entry.name} ({entry.distribution}): {entry.summary}")
+    print(f"default schedule: {steps} steps")
+    print("hyper-parameters (set with --set KEY=VALUE):")
+    rows = fields_help(model_cls.Config)
+    width = max(len(type_text) for _, type_text, _, _ in rows)
+    for name, type_text, _, text in rows:
+        value = resolved[name]
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        print(f"  {name:20s}  {type_text:{width}s}  {str(shown):14s}  {text}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from disentangle.datasets import data_home
+
+    dataset_cls = _registry().dataset(args.dataset)
+    path = dataset_cls.fetch(data_home(args.data_dir))
+    print(f"{args.dataset}: files ready in {path}")
+    return 0

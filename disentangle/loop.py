@@ -1,0 +1,176 @@
+"""The training loop: one run, on one device, to its last step.
+
+Every random draw of step ``t`` is seeded from ``(seed, t)`` alone, so a run resumed from the
+checkpoint of step ``t`` continues exactly as the uninterrupted run would have (on CPU, bit
+for bit). The loop itself is deliberately plain: sample a batch, take a step, log,
+checkpoint, evaluate.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from disentangle import artifacts
+from disentangle.errors import DivergenceError, PluginError, UsageError
+from disentangle.evaluation import Evaluation
+from disentangle.run import Run
+
+#: steps timed (after one warm-up step) for the estimate of the training time
+_TIMED_STEPS = 10
+
+
+def seed_step(seed: int, step: int) -> np.random.Generator:
+    """Seed torch for step ``step`` and return that step's numpy generator."""
+    torch.manual_seed((seed * 1_000_003 + step) % (1 << 63))
+    return np.random.default_rng([seed, step])
+
+
+@dataclass
+class RunResult:
+    """How a run ended and what its last evaluation found."""
+
+    run_id: str
+    status: str
+    step: int
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    seconds: float = 0.0
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return self.evaluation.scores
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return self.evaluation.skipped
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request to stop cleanly after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) -> RunResult:
+    """Train ``run`` to its last step, evaluate it and close it (also on Ctrl-C or NaN).
+
+    The run's lock is held throughout; a reopened run is marked running again. A reopened
+    run that already reached its last step is refused (pass larger ``steps`` to extend it).
+    """
+    s = run.plan.settings
+    if run.resumed and s.steps <= run.step:
+        raise UsageError(f"run {run.run_id} already completed {run.step} of {s.steps} steps; "
+                         f"pass a larger --steps to extend it")
+    run.lock.acquire()
+    if run.resumed:
+        run.tracker.reopen(run.run_id)
+        echo(f"resuming run {run.run_id} at step {run.step} of {s.steps} on {run.device}")
+    stop, started = _StopRequest(), time.perf_counter()
+    status, result = "FAILED", Evaluation()
+    try:
+        run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
+        with stop.installed():
+            result = _loop(run, stop, progress)
+        if stop.requested:
+            status = "KILLED"
+            run.save_checkpoint()
+            echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
+                 f"`disentangle run --resume {run.run_id}`")
+        else:
+            run.save_checkpoint()
+            echo("evaluating...")
+            result = artifacts.log_evaluation(run, echo, progress=progress)
+            artifacts.log_final(run, result)
+            status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        echo(f"\ninterrupted again: kept the checkpoint of an earlier step; continue "
+             f"with `disentangle run --resume {run.run_id}`")
+    except DivergenceError as exc:
+        echo(f"\nerror: {exc}. The last good checkpoint is kept at "
+             f"{run.checkpoint}; lower the learning rates or check the data.")
+    except PluginError as exc:
+        report = run.checkpoint.parent.parent / "error.txt"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(traceback.format_exc())
+        echo(f"\nerror: {exc}\nThe run is marked failed; its last checkpoint is kept "
+             f"at {run.checkpoint}; the full traceback is in {report}.")
+    finally:
+        run.tracker.end(run.run_id, status)
+        run.lock.release()
+    return RunResult(run.run_id, status, run.step, result, time.perf_counter() - started)
+
+
+def _loop(run: Run, stop: _StopRequest, progress: bool) -> Evaluation:
+    """Steps until the last one or a stop request; returns the last periodic evaluation."""
+    s, registry = run.plan.settings, run.registry
+    window: dict[str, list[float]] = defaultdict(list)
+    last = Evaluation()
+    bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
+               desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
+    timed_from, timed_steps = None, 0
+    with bar:
+        while run.step < s.steps and not stop.requested:
+            rng = seed_step(s.seed, run.step)
+            with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
+                images, factors = run.plan.dataset.sample(s.batch_size, rng)
+            with registry.blame("model", s.model, f"train_step() at step {run.step + 1}"):
+                losses = run.model.train_step(images, factors, run.step)
+            for key, value in losses.items():
+                if not math.isfinite(value):
+                    raise DivergenceError(key, run.step + 1, value)
+                window[key].append(value)
+            run.step += 1
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+            timed_from = timed_from or time.perf_counter()
+            timed_steps += 1
+            if timed_steps == _TIMED_STEPS + 1:
+                per_step = (time.perf_counter() - timed_from) / _TIMED_STEPS
+                bar.write(f"estimated training time: {_duration(per_step * s.steps)} for "
+                          f"{s.steps} steps ({per_step * 1000:.0f} ms/step on "
+                          f"{run.device}), plus evaluation")
+            if run.step % s.log_every == 0 or run.step == s.steps:
+                run.tracker.log_metrics(
+                    run.run_id, {f"train/{k}": float(np.mean(v)) for k, v in window.items()},
+                    run.step)
+                window.clear()
+            if run.step % s.checkpoint_every == 0:
+                run.save_checkpoint()
+            if run.step % s.eval_every == 0 and run.step < s.steps:
+                last = artifacts.log_evaluation(run, bar.write, progress=progress)
+    return last
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
