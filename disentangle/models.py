@@ -59,7 +59,7 @@ class Model(nn.Module, ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    #: training steps of the default schedule (sized for a few minutes on a 2-core CPU)
+    #: training steps of the default schedule (sized for a few minutes on a laptop CPU)
     default_steps: ClassVar[int] = 2000
 
     def __init__(self, config: Any, dataset: FactorDataset, device: torch.device):

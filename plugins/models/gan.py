@@ -177,7 +177,8 @@ class GANBase(Model):
                                       betas=betas)
 
     #: default schedule with the 64x64 ``dsprites`` preset (two G updates per step): sized so
-    #: that ``disentangle run infogan --dataset dsprites`` ends within 10 minutes on 2 CPU cores
+    #: that ``disentangle run infogan --dataset dsprites`` ends within minutes on a laptop CPU
+    #: (step times: benchmarks/results/baselines_dsprites.md)
     dsprites_steps: ClassVar[int] = 1500
 
     @classmethod

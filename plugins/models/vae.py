@@ -71,7 +71,8 @@ class VAE(Model):
 
     name = "vae"
     Config = VAEConfig
-    #: about 0.2-0.3 s per step on one busy CPU core: a few minutes for the default run
+    #: a schedule of a few minutes on a laptop CPU
+    #: (step times: benchmarks/results/baselines_dsprites.md)
     default_steps = 1000
 
     def __init__(self, config: VAEConfig, dataset: FactorDataset, device: torch.device):
