@@ -21,7 +21,7 @@ from disentangle_plugins.datasets.digits import Digits
 from disentangle_plugins.metrics import conditional
 from disentangle_plugins.models.acgan import ACGAN
 from disentangle_plugins.models.cgan import CGAN
-from disentangle_plugins.models.conditional import ConditionalGAN
+from disentangle_plugins.models.conditional import ConditionalGAN, Labelled
 from disentangle_plugins.models.infogan import InfoGAN
 from disentangle_plugins.models.nets import Discriminator
 from disentangle_plugins.models.projection_cgan import ProjectionCGAN
@@ -115,9 +115,9 @@ def test_class_grid_has_a_row_per_class_sharing_noise_along_columns(digits):
     model = _build(ProjectionCGAN, digits).eval()
     grid = model.traversals(torch.Generator().manual_seed(0))["classes"]
     assert grid.shape == (10, 8, 1, 8, 8)
-    noise, _ = model.sample_latent(8, torch.Generator().manual_seed(0))
+    noise = model.sample_latent(8, torch.Generator().manual_seed(0)).noise
     with torch.no_grad():
-        row3 = model.generator(model.latent_vector(noise, torch.full((8,), 3)))
+        row3 = model.generator(model.latent_vector(Labelled(noise, torch.full((8,), 3))))
     assert torch.allclose(grid[3], row3)
 
 
@@ -221,10 +221,10 @@ def test_infogan_generates_by_its_first_categorical_code(quadrants):
     assert isinstance(model, ClassConditional)
     assert model.class_factor is None and model.num_classes == 4
     images = model.generate_class(4, 2, torch.Generator().manual_seed(0))
-    noise, classes, continuous = model.sample_latent(4, torch.Generator().manual_seed(0))
-    classes[:, 0] = 2
+    latent = model.sample_latent(4, torch.Generator().manual_seed(0))
+    latent.classes[:, 0] = 2
     with torch.no_grad():
-        expected = model.generator(model.latent_vector(noise, classes, continuous))
+        expected = model.generator(model.latent_vector(latent))
     assert torch.allclose(images, expected)
 
 

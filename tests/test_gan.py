@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from disentangle import config as cfg
+from disentangle.errors import UsageError
 from disentangle_plugins.models.gan import ARCHITECTURES, GAN
-from disentangle_plugins.models.inverse import InverseEncoder, InverseEncoderConfig
+from disentangle_plugins.models.inverse import InverseEncoder
 
 TINY = {"d_channels": (8, 16), "fc_dim": 32, "noise_dim": 3, "inverse_steps": 20}
 
@@ -35,8 +36,7 @@ def _linear_generator(seed: int = 0):
 
 def test_inverse_encoder_recovers_the_latents_of_a_known_generator():
     encoder = InverseEncoder((1, 16, 16), 2, (8,))
-    options = InverseEncoderConfig(inverse_steps=80, inverse_lr=3e-3)
-    mse = encoder.fit(_linear_generator(), options, seed=0)
+    mse = encoder.fit(_linear_generator(), steps=80, batch_size=64, lr=3e-3, seed=0)
     assert mse < 0.01  # the prior's variance, what predicting 0 scores, is 1/3
     z, images = _linear_generator()(500, torch.Generator().manual_seed(99))
     with torch.no_grad():
@@ -48,11 +48,11 @@ def test_inverse_fit_depends_on_the_seed_alone_and_spares_the_global_rng():
     a = InverseEncoder((1, 16, 16), 2, (8,))
     b = InverseEncoder((1, 16, 16), 2, (8,))
     torch.manual_seed(5)
-    b.fit(_linear_generator(), InverseEncoderConfig(inverse_steps=3), seed=1)  # history
+    b.fit(_linear_generator(), 3, 64, 1e-3, seed=1)  # history
     torch.manual_seed(123)
-    a.fit(_linear_generator(), InverseEncoderConfig(inverse_steps=5), seed=7)
+    a.fit(_linear_generator(), 5, 64, 1e-3, seed=7)
     after = torch.rand(1)
-    b.fit(_linear_generator(), InverseEncoderConfig(inverse_steps=5), seed=7)
+    b.fit(_linear_generator(), 5, 64, 1e-3, seed=7)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
     torch.manual_seed(123)
@@ -60,10 +60,12 @@ def test_inverse_fit_depends_on_the_seed_alone_and_spares_the_global_rng():
 
 
 def test_inverse_options_are_validated():
-    with pytest.raises(ValueError, match="inverse_steps"):
-        InverseEncoderConfig(inverse_steps=0)
-    with pytest.raises(ValueError, match="noise_dim"):
-        GAN.Config(noise_dim=-1)  # the GAN part of the config is checked too
+    with pytest.raises(UsageError, match="inverse_steps"):
+        cfg.instantiate(GAN.Config, {"inverse_steps": 0}, "gan")
+    with pytest.raises(UsageError, match="noise_dim"):
+        cfg.instantiate(GAN.Config, {"noise_dim": -1}, "gan")  # the GAN part is checked too
+    with pytest.raises(ValueError, match="not resolved: build the config with"):
+        GAN.Config(arch="mnist")  # presets are filled by instantiate, never in place
 
 
 def test_gan_scores_through_its_inverse_encoder():
@@ -97,7 +99,7 @@ def test_gan_shares_infogans_arch_presets():
 
     assert GAN.dataset_defaults(Mnist()) == {"arch": "mnist"}
     assert GAN.dataset_defaults(_Blobs()) == {"arch": "digits"}
-    mnist = GAN.Config(arch="mnist")
+    mnist = cfg.instantiate(GAN.Config, {"arch": "mnist"}, "gan")
     assert {key: getattr(mnist, key) for key in ARCHITECTURES["mnist"]} == ARCHITECTURES["mnist"]
     torch.manual_seed(0)
     model = GAN(cfg.instantiate(GAN.Config, {"arch": "digits", "inverse_steps": 1}, "gan"),
@@ -108,6 +110,8 @@ def test_gan_shares_infogans_arch_presets():
         "BatchNorm2d", "BatchNorm1d"]
     assert model.generator(torch.rand(3, model.config.noise_dim)).shape == (3, 1, 16, 16)
     # the dSprites preset: spectral norm, no batch norm in D, two G updates per D update
-    dsprites = GAN.Config(arch="dsprites")
+    dsprites = cfg.instantiate(GAN.Config, {"arch": "dsprites"}, "gan")
     assert (dsprites.spectral_norm, dsprites.batchnorm, dsprites.g_steps) == (True, False, 2)
-    assert GAN.Config(arch="dsprites", g_steps=1).g_steps == 1  # a set option wins
+    # a set option wins
+    assert cfg.instantiate(GAN.Config, {"arch": "dsprites", "g_steps": 1}, "gan").g_steps == 1
+    assert ARCHITECTURES["digits"] is ARCHITECTURES["mnist"]  # one preset, two names

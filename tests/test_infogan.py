@@ -53,13 +53,14 @@ def test_the_image_size_picks_the_arch(size, arch):
 
 
 def test_the_preset_fills_only_unset_options():
-    mnist = InfoGANConfig(arch="mnist")
+    mnist = cfg.instantiate(InfoGANConfig, {"arch": "mnist"}, "infogan")
     assert (mnist.noise_dim, mnist.categorical_sizes, mnist.continuous_dim) == (62, (10,), 2)
     assert (mnist.lr_d, mnist.lr_g, mnist.lr_q, mnist.lambda_continuous) == (2e-4, 1e-3, 1e-3, 1)
     assert (mnist.d_channels, mnist.fc_dim, mnist.q_dim) == ((64, 128), 1024, 128)
-    own = InfoGANConfig(arch="mnist", noise_dim=7, categorical_sizes=())
+    own = cfg.instantiate(InfoGANConfig, {"arch": "mnist", "noise_dim": 7,
+                                      "categorical_sizes": ()}, "infogan")
     assert (own.noise_dim, own.categorical_sizes, own.fc_dim) == (7, (), 1024)
-    dsprites = InfoGANConfig(arch="dsprites")
+    dsprites = cfg.instantiate(InfoGANConfig, {"arch": "dsprites"}, "infogan")
     assert (dsprites.noise_dim, dsprites.continuous_dim, dsprites.g_steps) == (5, 5, 2)
     assert all(set(preset) == set(ARCHITECTURES["mnist"]) for preset in ARCHITECTURES.values())
 
@@ -75,7 +76,7 @@ def test_mnist_architecture_matches_the_paper():
     assert [type(m).__name__ for m in d.trunk if "Norm" in type(m).__name__] == [
         "BatchNorm2d", "BatchNorm1d"]
     assert [m.out_features for m in d.q_head if isinstance(m, torch.nn.Linear)] == [128, 10 + 2]
-    latent = model.latent_vector(*model.sample_latent(3))
+    latent = model.latent_vector(model.sample_latent(3))
     assert g.fc(latent).shape == (3, 7 * 7 * 128)
     images = g(latent)
     assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
@@ -87,11 +88,12 @@ def test_mnist_architecture_matches_the_paper():
 
 def test_latent_sampling_shapes_and_ranges():
     model = _model(categorical_sizes=(4, 3), continuous_dim=2, noise_dim=6)
-    noise, classes, cont = model.sample_latent(500, torch.Generator().manual_seed(1))
+    drawn = model.sample_latent(500, torch.Generator().manual_seed(1))
+    noise, classes, cont = drawn.noise, drawn.classes, drawn.continuous
     assert noise.shape == (500, 6) and classes.shape == (500, 2) and cont.shape == (500, 2)
     assert noise.abs().max() <= 1 and cont.abs().max() <= 1 and cont.min() < -0.9
     assert set(classes[:, 0].tolist()) == {0, 1, 2, 3} and set(classes[:, 1].tolist()) == {0, 1, 2}
-    latent = model.latent_vector(noise, classes, cont)
+    latent = model.latent_vector(drawn)
     assert latent.shape == (500, 6 + 4 + 3 + 2)
     assert torch.equal(latent[:, 6:10].argmax(1), classes[:, 0])
 
@@ -121,9 +123,9 @@ def test_learned_variance_enters_the_likelihood():
 
 def test_information_loss_trains_the_shared_trunk():
     model = _model()
-    noise, classes, cont = model.sample_latent(8)
-    _, q = model.discriminator(model.generator(model.latent_vector(noise, classes, cont)))
-    sum(model.information_losses(q, classes, cont)).backward()
+    drawn = model.sample_latent(8)
+    _, q = model.discriminator(model.generator(model.latent_vector(drawn)))
+    sum(model.information_losses(q, drawn.classes, drawn.continuous)).backward()
     trunk_grads = [p.grad for p in model.discriminator.trunk.parameters() if p.grad is not None]
     assert trunk_grads and any(g.abs().sum() > 0 for g in trunk_grads)
 

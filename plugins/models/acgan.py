@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.models import Model
-from disentangle_plugins.models.conditional import ConditionalGAN, ConditionalGANConfig
+from disentangle_plugins.models.conditional import ConditionalGAN, ConditionalGANConfig, Labelled
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,16 @@ class ACGAN(ConditionalGAN):
         """A classifier head with one logit per class."""
         return {"q_out": self.num_classes, "q_dim": config.q_dim}
 
-    def code_loss(self, q: torch.Tensor | None, parts: tuple[torch.Tensor, ...]
+    def code_loss(self, q: torch.Tensor | None, latent: Labelled
                   ) -> tuple[torch.Tensor, dict[str, float]]:
         """Class cross-entropy of generated images (for both players)."""
-        loss = F.cross_entropy(q, parts[1].to(q.device))
+        loss = F.cross_entropy(q, latent.labels.to(q.device))
         return loss, {"class_loss_fake": loss.item()}
 
-    def real_code_loss(self, q: torch.Tensor | None, condition: torch.Tensor | None
+    def real_code_loss(self, q: torch.Tensor | None, labels: torch.Tensor | None
                        ) -> tuple[torch.Tensor, dict[str, float]]:
         """Class cross-entropy of real images (for D)."""
-        loss = F.cross_entropy(q, condition)
+        loss = F.cross_entropy(q, labels)
         return loss, {"class_loss_real": loss.item()}
 
 

@@ -25,11 +25,11 @@ class CGAN(ConditionalGAN):
         """One extra input channel per class."""
         return {"d_extra_channels": self.num_classes}
 
-    def discriminate(self, images: torch.Tensor, condition: torch.Tensor | None
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D on the image stacked with its tiled one-hot label ``[n, C + K, H, W]``."""
         height, width = images.shape[-2:]
-        tiles = self.one_hot(condition)[:, :, None, None].expand(-1, -1, height, width)
+        tiles = self.one_hot(labels)[:, :, None, None].expand(-1, -1, height, width)
         return self.discriminator(torch.cat([images, tiles], dim=1))
 
 

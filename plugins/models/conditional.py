@@ -22,27 +22,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
 from disentangle.models import Representation
-from disentangle_plugins.models.gan import GANConfig, InverseScoredGAN
-from disentangle_plugins.models.inverse import InverseEncoderConfig
+from disentangle_plugins.models.gan import Condition, GANBase, InverseScoredConfig
 
 
 @dataclass(frozen=True)
-class ConditionalGANConfig(InverseEncoderConfig, GANConfig):
+class ConditionalGANConfig(InverseScoredConfig):
     """GAN and inverse-encoder hyper-parameters plus the factor to condition on."""
 
     condition: str = option(
         "", "categorical factor of the dataset to condition on (default: its first one)")
 
 
-def condition_factor(dataset: FactorDataset, name: str) -> tuple[str, int, int]:
-    """The categorical factor called ``name`` (empty: the first one): (name, column, size).
+def condition_factor(dataset: FactorDataset, name: str) -> Condition:
+    """The categorical factor called ``name`` (empty: the first one).
 
     Raises ValueError naming the dataset's categorical factors when there is no such one.
     """
@@ -54,14 +52,23 @@ def condition_factor(dataset: FactorDataset, name: str) -> tuple[str, int, int]:
         raise ValueError(f"condition={name!r} is not a categorical factor of "
                          f"{dataset.name!r}; choose one of: {', '.join(categorical)}")
     column = dataset.factor_names.index(name)
-    return name, column, int(dataset.factor_sizes[column])
+    return Condition(name, column, int(dataset.factor_sizes[column]))
 
 
-class ConditionalGAN(InverseScoredGAN):
+@dataclass
+class Labelled:
+    """A conditional GAN's latent: noise ``[n, noise_dim]`` and the label ``[n]`` each image
+    is made for."""
+
+    noise: torch.Tensor
+    labels: torch.Tensor
+
+
+class ConditionalGAN(GANBase):
     """A GAN whose generator and discriminator are given a class label (see the module).
 
-    Subclasses give their discriminator's shape options (:meth:`discriminator_options`) and
-    override :meth:`discriminate` (and the code losses) to use the label.
+    Subclasses pass their discriminator's options (:meth:`discriminator_options`) and may
+    override :meth:`~GANBase.discriminate` and the code losses to use the label.
     """
 
     Config = ConditionalGANConfig
@@ -69,13 +76,12 @@ class ConditionalGAN(InverseScoredGAN):
 
     def __init__(self, config: ConditionalGANConfig, dataset: FactorDataset,
                  device: torch.device):
-        self.class_factor, self._column, self.num_classes = condition_factor(
-            dataset, config.condition)
-        super().__init__(config, dataset, device, config.noise_dim + self.num_classes,
-                         **self.discriminator_options(config))
-        self._build_inverse()
+        condition = condition_factor(dataset, config.condition)
+        self.class_factor, self.num_classes = condition.factor, condition.size
         # a classifier head on D (AC-GAN's) learns with D, as in the papers' single optimiser
-        self._make_optimizers(lr_q=config.lr_d)
+        super().__init__(config, dataset, device, config.noise_dim + self.num_classes,
+                         lr_q=config.lr_d, condition=condition,
+                         **self.discriminator_options(config))
 
     def discriminator_options(self, config: ConditionalGANConfig) -> dict[str, int]:
         """Keyword options of :class:`GANBase`'s discriminator (``num_classes`` is known)."""
@@ -89,27 +95,19 @@ class ConditionalGAN(InverseScoredGAN):
             defaults["condition"] = dataset.categorical_factors[0]
         return defaults
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Labelled:
         """Noise ``[n, noise_dim]`` and uniformly drawn labels ``[n]`` (on CPU)."""
         noise = torch.rand(n, self.config.noise_dim, generator=generator) * 2 - 1
-        return noise, torch.randint(0, self.num_classes, (n,), generator=generator)
+        return Labelled(noise, torch.randint(0, self.num_classes, (n,), generator=generator))
 
-    def latent_vector(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def latent_vector(self, latent: Labelled) -> torch.Tensor:
         """The generator's input ``[z, one-hot(label)]`` on the model's device."""
-        return torch.cat([noise, self.one_hot(labels.cpu())], dim=1).to(self.device)
+        return torch.cat([latent.noise, self.one_hot(latent.labels.cpu())],
+                         dim=1).to(self.device)
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         """Labels ``[n]`` as float one-hot vectors ``[n, num_classes]``."""
         return F.one_hot(labels, self.num_classes).float()
-
-    def real_condition(self, factors: np.ndarray) -> torch.Tensor:
-        """The real images' labels: the conditioning factor's column of the batch."""
-        return torch.as_tensor(np.asarray(factors)[:, self._column], dtype=torch.long,
-                               device=self.device)
-
-    def fake_condition(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return parts[1].to(self.device)
 
     def representation(self, predicted: torch.Tensor) -> Representation:
         """Predicted noise as continuous codes, the predicted label as a categorical code."""
@@ -121,16 +119,16 @@ class ConditionalGAN(InverseScoredGAN):
     @torch.no_grad()
     def generate_class(self, n: int, cls: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` images of label ``cls`` (fresh noise for each)."""
-        noise, _ = self.sample_latent(n, generator)
+        noise = self.sample_latent(n, generator).noise
         labels = torch.full((n,), cls, dtype=torch.long)
-        return self.generator(self.latent_vector(noise, labels)).cpu()
+        return self.generator(self.latent_vector(Labelled(noise, labels))).cpu()
 
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, columns: int = 8
                    ) -> dict[str, torch.Tensor]:
         """``classes``: row ``k`` shows label ``k``; column ``j`` keeps one noise draw."""
-        noise, _ = self.sample_latent(columns, generator)
+        noise = self.sample_latent(columns, generator).noise
         labels = torch.arange(self.num_classes).repeat_interleave(columns)
-        latent = self.latent_vector(noise.repeat(self.num_classes, 1), labels)
-        return {"classes": self.generator(latent).cpu().view(
+        latent = Labelled(noise.repeat(self.num_classes, 1), labels)
+        return {"classes": self.generator(self.latent_vector(latent)).cpu().view(
             self.num_classes, columns, *self.image_shape)}

@@ -1,10 +1,13 @@
 """A plain GAN (Goodfellow et al. 2014) with InfoGAN's networks, and the GAN training template.
 
 :class:`GANBase` holds what every GAN here shares: the generator and discriminator of
-:mod:`~disentangle_plugins.models.nets`, their Adam optimisers, and one training step (a
-discriminator update, then ``g_steps`` generator updates). Subclasses choose the latent
-vector and may add a loss on the discriminator's code head (InfoGAN's mutual-information
-term).
+:mod:`~disentangle_plugins.models.nets`, their Adam optimisers (built in one place from the
+parameter groups the model declares), the training step (a discriminator update, then
+``g_steps`` generator updates) and, for a model without an encoder of its own, the inverse
+encoder that scores it. A GAN is its latent type (a dataclass of the tensors one draw of the
+prior is made of), :meth:`GANBase.sample_latent` and :meth:`GANBase.latent_vector`; it may add
+a loss on the discriminator's code head (InfoGAN's mutual-information term, AC-GAN's class
+loss) and condition the discriminator on a label.
 
 The networks are one layer family: G is FC, FC to a small feature map, then 4x4 stride-2
 up-convolutions; D shares 4x4 stride-2 convolutions and an FC layer with the code head.
@@ -14,8 +17,9 @@ one), chosen from the image size by default (:func:`architecture_for`):
 * ``mnist`` (28x28): the InfoGAN paper's MNIST setting. G: FC 1024, FC 7x7x128, up-conv 64,
   up-conv 1; D: conv 64, conv 128, FC 1024; batch norm after every hidden layer but D's
   first; Adam with 2e-4 for D and 1e-3 for G.
-* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the MNIST networks on a
-  smaller map (G's FC 2x2x128 for 8x8 images); InfoGAN's codes differ (see its module).
+* ``digits`` (up to 16x16, e.g. scikit-learn's 8x8 digits): the same networks and training
+  settings as ``mnist`` (one preset under two names; G's FC map is smaller for smaller
+  images by construction); the name exists because InfoGAN's codes differ (see its module).
 * ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting. G: FC 128,
   FC 4x4x64, up-convs 64, 32, 32, 1 (leaky ReLU 0.2, batch norm); D: conv 32, 32, 64, 64,
   FC 128, spectral norm everywhere, no batch norm; Adam 2e-3 for D, 1e-3 for G; two G updates
@@ -29,6 +33,7 @@ in :mod:`~disentangle_plugins.models.inverse`); its representation is the predic
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -39,7 +44,7 @@ from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
 from disentangle.models import Model, Representation, eval_mode, sweep
-from disentangle_plugins.models.inverse import InverseEncoder, InverseEncoderConfig
+from disentangle_plugins.models.inverse import InverseEncoder
 from disentangle_plugins.models.nets import (
     Discriminator,
     Generator,
@@ -47,16 +52,16 @@ from disentangle_plugins.models.nets import (
     init_gan_weights,
 )
 
+#: the InfoGAN paper's MNIST networks and training settings (also the ``digits`` preset)
+_MNIST: dict[str, Any] = {
+    "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 1024,
+    "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
+}
+
 #: the settings each ``arch`` preset gives to the network and training options left unset
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "mnist": {
-        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 1024,
-        "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
-    },
-    "digits": {
-        "spectral_norm": False, "batchnorm": True, "d_channels": (64, 128), "fc_dim": 1024,
-        "leak": 0.1, "g_leak": 0.0, "lr_d": 2e-4, "lr_g": 1e-3, "g_steps": 1,
-    },
+    "mnist": _MNIST,
+    "digits": _MNIST,
     "dsprites": {
         "spectral_norm": True, "batchnorm": False, "d_channels": (32, 32, 64, 64),
         "fc_dim": 128, "leak": 0.2, "g_leak": 0.2, "lr_d": 2e-3, "lr_g": 1e-3, "g_steps": 2,
@@ -81,7 +86,8 @@ def architecture_for(image_shape: tuple[int, ...]) -> str:
 @dataclass(frozen=True)
 class GANConfig:
     """Hyper-parameters shared by every GAN here; options left at None take the ``arch``
-    preset's value (subclasses extend :attr:`PRESETS` with their own options)."""
+    preset's value when the config is built by :func:`disentangle.config.instantiate`
+    (subclasses extend :attr:`PRESETS` with their own options)."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = ARCHITECTURES
 
@@ -108,13 +114,24 @@ class GANConfig:
     g_steps: int | None = option(
         None, f"generator updates per discriminator update ({PRESET})")
 
+    @classmethod
+    def complete(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with every preset option that is unset (None) taken from the preset."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        arch = values.get("arch", defaults["arch"])
+        if arch not in cls.PRESETS:
+            raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(cls.PRESETS)}")
+        filled = dict(values)
+        for key, value in cls.PRESETS[arch].items():
+            if filled.get(key, defaults[key]) is None:
+                filled[key] = value
+        return filled
+
     def __post_init__(self) -> None:
-        if self.arch not in self.PRESETS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of "
-                             f"{', '.join(self.PRESETS)}")
-        for key, value in self.PRESETS[self.arch].items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
+        unset = [k for k in self.PRESETS.get(self.arch, ()) if getattr(self, k) is None]
+        if self.arch not in self.PRESETS or unset:
+            raise ValueError(f"options {', '.join(unset) or 'arch'} are not resolved: build "
+                             f"the config with disentangle.config.instantiate")
         if self.noise_dim < 0:
             raise ValueError("noise_dim must be >= 0")
         if not self.d_channels or min(self.d_channels) < 1 or self.fc_dim < 1:
@@ -125,27 +142,64 @@ class GANConfig:
             raise ValueError("Adam betas must lie in [0, 1)")
 
 
+@dataclass(frozen=True)
+class InverseScoredConfig(GANConfig):
+    """GAN hyper-parameters plus those of the inverse encoder that scores a GAN without an
+    encoder of its own (see :mod:`~disentangle_plugins.models.inverse`). A model whose
+    config is one of these is scored through that encoder."""
+
+    inverse_steps: int = option(500, "Adam steps fitting the inverse encoder before each "
+                                      "evaluation")
+    inverse_batch_size: int = option(64, "generated samples per inverse-encoder step")
+    inverse_lr: float = option(1e-3, "Adam learning rate of the inverse encoder")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inverse_steps < 1 or self.inverse_batch_size < 1 or self.inverse_lr <= 0:
+            raise ValueError("inverse_steps, inverse_batch_size and inverse_lr must be positive")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The categorical factor a conditional GAN is given as a label."""
+
+    factor: str
+    column: int
+    size: int
+
+
+@dataclass
+class Noise:
+    """The plain GAN's latent: noise ``[n, noise_dim]`` drawn from U(-1, 1)."""
+
+    noise: torch.Tensor
+
+
 class GANBase(Model):
-    """Generator, discriminator (with an optional code head ``Q``) and the training step.
+    """Generator, discriminator (with an optional code head ``Q``), optimisers and the step.
 
-    Subclasses implement :meth:`sample_latent` (the parts of the latent vector, on CPU) and
-    :meth:`latent_vector` (the generator's input from those parts), and may override
-    :meth:`code_loss` (a loss on Q's output for the parts, added to both players' losses).
-    Conditional GANs also tell D what it judges: :meth:`real_condition` and
-    :meth:`fake_condition` give the condition (the class labels) of real and generated
-    images, :meth:`discriminate` uses it, and :meth:`real_code_loss` adds a loss on Q's
-    output for real images to D's loss.
+    A subclass gives its latent type, :meth:`sample_latent` (one draw of it, on CPU) and
+    :meth:`latent_vector` (the generator's input made from it). It may override
+    :meth:`code_loss` (a loss on Q's output for generated images, added to both players'
+    losses), :meth:`real_code_loss` (one on real images, added to D's) and
+    :meth:`discriminate` (how D sees an image and its label).
 
-    ``d_extra_channels`` widens D's input beyond the image's channels (for conditions given
-    as extra channels); ``projection_classes`` makes D a projection discriminator.
+    The constructor's options shape D: ``q_out`` outputs of a code head of width ``q_dim``
+    learning at ``lr_q``; ``d_extra_channels`` input channels beyond the image's;
+    ``projection_classes`` a projection discriminator. With a ``condition``, D is told the
+    label of every image: real images' from the batch's factors, generated images' from
+    their latent's ``labels`` field. When the config is an :class:`InverseScoredConfig`,
+    the model holds an inverse encoder and is scored through it.
     """
 
     def __init__(self, config: GANConfig, dataset: FactorDataset, device: torch.device,
-                 latent_dim: int, q_out: int = 0, q_dim: int = 0, d_extra_channels: int = 0,
-                 projection_classes: int = 0):
+                 latent_dim: int | None = None, *, q_out: int = 0, q_dim: int = 0,
+                 lr_q: float | None = None, d_extra_channels: int = 0,
+                 projection_classes: int = 0, condition: Condition | None = None):
         super().__init__(config, dataset, device)
-        self.latent_dim = latent_dim
-        self.generator = Generator(latent_dim, self.image_shape, config.d_channels,
+        self.latent_dim = config.noise_dim if latent_dim is None else latent_dim
+        self.condition = condition
+        self.generator = Generator(self.latent_dim, self.image_shape, config.d_channels,
                                    config.fc_dim, config.g_leak)
         channels, height, width = self.image_shape
         self.discriminator = Discriminator(
@@ -154,27 +208,27 @@ class GANBase(Model):
             batchnorm=config.batchnorm, projection_classes=projection_classes)
         init_gan_weights(self.generator)
         init_gan_weights(self.discriminator)
-
-    def _make_optimizers(self, lr_q: float | None = None) -> None:
-        """Move to the device and create the Adam optimisers (call at the end of __init__).
-
-        D's trunk and heads (a projection's class embedding included) learn at ``lr_d``, Q's
-        head (if any) at ``lr_q``; Q's loss also shapes the shared trunk. G has its own
-        optimiser.
-        """
+        self.inverse = InverseEncoder(self.image_shape, self.latent_dim, config.d_channels) \
+            if isinstance(config, InverseScoredConfig) else None
         self.to(self.device)
-        betas = (self.config.beta1, self.config.beta2)
+        betas = (config.beta1, config.beta2)
+        groups = self.parameter_groups(lr_q)
+        self.opt_d = torch.optim.Adam(groups["d"], betas=betas)
+        self.opt_g = torch.optim.Adam(groups["g"], betas=betas)
+
+    def parameter_groups(self, lr_q: float | None) -> dict[str, list[dict[str, Any]]]:
+        """The Adam parameter groups of each optimiser: D's trunk and heads (a projection's
+        class embedding included) at ``lr_d``, Q's head (if any) at ``lr_q`` (Q's loss also
+        shapes the shared trunk); G's parameters at ``lr_g``."""
         d = self.discriminator
         groups = [{"params": [p for name, p in d.named_parameters()
-                              if not name.startswith("q_head.")],
-                   "lr": self.config.lr_d}]
+                              if not name.startswith("q_head.")], "lr": self.config.lr_d}]
         if d.q_head is not None:
             if lr_q is None:
                 raise ValueError("a discriminator with a Q head needs lr_q")
-            groups.append({"params": d.q_head.parameters(), "lr": lr_q})
-        self.opt_d = torch.optim.Adam(groups, betas=betas)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.config.lr_g,
-                                      betas=betas)
+            groups.append({"params": list(d.q_head.parameters()), "lr": lr_q})
+        return {"d": groups,
+                "g": [{"params": list(self.generator.parameters()), "lr": self.config.lr_g}]}
 
     #: default schedule with the 64x64 ``dsprites`` preset (two G updates per step): sized so
     #: that ``disentangle run infogan --dataset dsprites`` ends within minutes on a laptop CPU
@@ -192,62 +246,64 @@ class GANBase(Model):
             return min(cls.default_steps, cls.dsprites_steps)
         return cls.default_steps
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, ...]:
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Any:
+        """One draw of the prior for ``n`` images: an instance of the model's latent type."""
         raise NotImplementedError
 
-    def latent_vector(self, *parts: torch.Tensor) -> torch.Tensor:
+    def latent_vector(self, latent: Any) -> torch.Tensor:
+        """The generator's input ``[n, latent_dim]`` on the model's device."""
         raise NotImplementedError
 
-    def code_loss(self, q: torch.Tensor | None, parts: tuple[torch.Tensor, ...]
+    def code_loss(self, q: torch.Tensor | None, latent: Any
                   ) -> tuple[torch.Tensor, dict[str, float]]:
-        """A loss on Q's output for the latent parts that made the images, and values to log."""
+        """A loss on Q's output for images made from ``latent``, and values to log."""
         return torch.zeros((), device=self.device), {}
 
-    def real_condition(self, factors: np.ndarray) -> torch.Tensor | None:
-        """What D is told about real images besides their pixels, from the batch's factors
-        (conditional GANs: the class labels); None here."""
-        return None
-
-    def fake_condition(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
-        """What D is told about generated images (the classes they were made for); None here."""
-        return None
-
-    def discriminate(self, images: torch.Tensor, condition: torch.Tensor | None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's real/fake logits ``[n]`` and Q's outputs for images under ``condition``."""
-        return self.discriminator(images)
-
-    def real_code_loss(self, q: torch.Tensor | None, condition: torch.Tensor | None
+    def real_code_loss(self, q: torch.Tensor | None, labels: torch.Tensor | None
                        ) -> tuple[torch.Tensor, dict[str, float]]:
-        """A loss on Q's output for real images, added to D's loss only (AC-GAN's class loss
-        on real images), and values to log; zero here."""
+        """A loss on Q's output for real images of ``labels``, added to D's loss only, and
+        values to log; zero here."""
         return torch.zeros((), device=self.device), {}
+
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits ``[n]`` and Q's outputs for images of class ``labels``
+        (None for an unconditional GAN; a projection discriminator uses them)."""
+        return self.discriminator(images, labels)
+
+    def _labels(self, factors: np.ndarray | None, latent: Any) -> torch.Tensor | None:
+        """The labels D is told: of real images (from ``factors``) or generated ones."""
+        if self.condition is None:
+            return None
+        if factors is None:
+            return latent.labels.to(self.device)
+        return torch.as_tensor(np.asarray(factors)[:, self.condition.column],
+                               dtype=torch.long, device=self.device)
 
     def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
         cfg = self.config
         n = images.shape[0]
         real = images.to(self.device)
 
-        real_condition = self.real_condition(factors)
-        parts = self.sample_latent(n)
+        real_labels = self._labels(factors, None)
+        latent = self.sample_latent(n)
         with torch.no_grad():
-            fake = self.generator(self.latent_vector(*parts))
-        real_logit, q_real = self.discriminate(real, real_condition)
-        fake_logit, q_fake = self.discriminate(fake, self.fake_condition(parts))
+            fake = self.generator(self.latent_vector(latent))
+        real_logit, q_real = self.discriminate(real, real_labels)
+        fake_logit, q_fake = self.discriminate(fake, self._labels(None, latent))
         d_adv = adversarial_loss(cfg.loss, real_logit, fake_logit, for_generator=False)
-        d_real_code, logged_real = self.real_code_loss(q_real, real_condition)
-        d_loss = d_adv + self.code_loss(q_fake, parts)[0] + d_real_code
+        d_real_code, logged_real = self.real_code_loss(q_real, real_labels)
+        d_loss = d_adv + self.code_loss(q_fake, latent)[0] + d_real_code
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
         for _ in range(cfg.g_steps):
-            parts = self.sample_latent(n)
-            fake_logit, q_fake = self.discriminate(self.generator(self.latent_vector(*parts)),
-                                                   self.fake_condition(parts))
+            latent = self.sample_latent(n)
+            fake_logit, q_fake = self.discriminate(self.generator(self.latent_vector(latent)),
+                                                   self._labels(None, latent))
             g_adv = adversarial_loss(cfg.loss, None, fake_logit, for_generator=True)
-            g_code, logged = self.code_loss(q_fake, parts)
+            g_code, logged = self.code_loss(q_fake, latent)
             self.opt_g.zero_grad(set_to_none=True)
             (g_adv + g_code).backward()
             self.opt_g.step()
@@ -260,75 +316,65 @@ class GANBase(Model):
 
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.generator(self.latent_vector(*self.sample_latent(n, generator))).cpu()
+        return self.generator(self.latent_vector(self.sample_latent(n, generator))).cpu()
 
-
-class InverseScoredGAN(GANBase):
-    """A GAN scored through an inverse encoder (see
-    :mod:`~disentangle_plugins.models.inverse`) that predicts G's whole input vector.
-
-    Subclasses call :meth:`_build_inverse` before :meth:`_make_optimizers` and may override
-    :meth:`representation` to read the predicted vector as codes (by default every entry is
-    a continuous code).
-    """
-
-    def _build_inverse(self) -> None:
-        self.inverse = InverseEncoder(self.image_shape, self.latent_dim, self.config.d_channels)
+    # -- scoring through the inverse encoder (a model with an encoder overrides encode) -----
 
     def _generated_pairs(self, n: int, generator: torch.Generator
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = self.latent_vector(*self.sample_latent(n, generator))
+        latent = self.latent_vector(self.sample_latent(n, generator))
         with eval_mode(self.generator):
             return latent, self.generator(latent)
 
     def prepare_evaluation(self, seed: int) -> dict[str, float]:
-        """Fit the inverse encoder on this generator's samples (see the module docstring)."""
-        mse = self.inverse.fit(self._generated_pairs, self.config, seed)
+        """Fit the inverse encoder, if the model has one, on this generator's samples."""
+        if self.inverse is None:
+            return {}
+        cfg = self.config
+        mse = self.inverse.fit(self._generated_pairs, cfg.inverse_steps,
+                               cfg.inverse_batch_size, cfg.inverse_lr, seed)
         return {"inverse_encoder.mse": mse}
 
     def representation(self, predicted: torch.Tensor) -> Representation:
-        """The codes of images whose generator input is predicted as ``predicted``."""
+        """The codes of images whose generator input the inverse encoder predicts as
+        ``predicted`` (by default every entry is a continuous code)."""
         return Representation(predicted.double().cpu().numpy(),
                               np.zeros((len(predicted), 0), np.int64))
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> Representation:
+        if self.inverse is None:
+            raise NotImplementedError(f"{type(self).__name__} has neither an encoder nor an "
+                                      f"inverse encoder (give it an InverseScoredConfig)")
         return self.representation(self.inverse(images.to(self.device)))
 
 
-@dataclass(frozen=True)
-class PlainGANConfig(InverseEncoderConfig, GANConfig):
-    """GAN hyper-parameters plus those of the inverse encoder that scores it."""
-
-
-class GAN(InverseScoredGAN):
+class GAN(GANBase):
     """Plain GAN with InfoGAN's networks and no codes, scored through an inverse encoder."""
 
     name = "gan"
-    Config = PlainGANConfig
+    Config = InverseScoredConfig
     default_steps = 2000
 
-    def __init__(self, config: PlainGANConfig, dataset: FactorDataset, device: torch.device):
+    def __init__(self, config: InverseScoredConfig, dataset: FactorDataset,
+                 device: torch.device):
         if config.noise_dim < 1:
             raise ValueError("a plain GAN needs noise_dim >= 1")
-        super().__init__(config, dataset, device, latent_dim=config.noise_dim)
-        self._build_inverse()
-        self._make_optimizers()
+        super().__init__(config, dataset, device)
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, ...]:
-        return (torch.rand(n, self.config.noise_dim, generator=generator) * 2 - 1,)
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Noise:
+        return Noise(torch.rand(n, self.config.noise_dim, generator=generator) * 2 - 1)
 
-    def latent_vector(self, *parts: torch.Tensor) -> torch.Tensor:
-        return parts[0].to(self.device)
+    def latent_vector(self, latent: Noise) -> torch.Tensor:
+        return latent.noise.to(self.device)
 
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8, steps: int = 9,
                    span: float = 2.0) -> dict[str, torch.Tensor]:
         """A picture per noise dimension, swept from ``-span`` to ``span`` along each row."""
-        (noise,) = self.sample_latent(rows, generator)
+        noise = self.sample_latent(rows, generator).noise
         values = torch.linspace(-span, span, steps)
-        return {f"noise_{j}": self.generator(self.latent_vector(sweep(noise, j, values)))
+        return {f"noise_{j}": self.generator(self.latent_vector(Noise(sweep(noise, j, values))))
                 .cpu().view(rows, steps, *self.image_shape)
                 for j in range(self.config.noise_dim)}
 

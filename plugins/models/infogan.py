@@ -95,6 +95,16 @@ class InfoGANConfig(GANConfig):
             raise ValueError("q_dim must be positive and lr_q > 0")
 
 
+@dataclass
+class Codes:
+    """InfoGAN's latent: noise ``[n, noise_dim]``, the class of each categorical code
+    ``[n, m]`` and the continuous codes ``[n, d]``."""
+
+    noise: torch.Tensor
+    classes: torch.Tensor
+    continuous: torch.Tensor
+
+
 class InfoGAN(GANBase):
     """InfoGAN: categorical and continuous codes with a mutual-information lower bound."""
 
@@ -106,8 +116,8 @@ class InfoGAN(GANBase):
         self.cat_sizes = tuple(config.categorical_sizes)
         latent_dim = config.noise_dim + sum(self.cat_sizes) + config.continuous_dim
         q_out = sum(self.cat_sizes) + config.continuous_dim * (2 if config.learn_variance else 1)
-        super().__init__(config, dataset, device, latent_dim, q_out, config.q_dim)
-        self._make_optimizers(lr_q=config.lr_q)
+        super().__init__(config, dataset, device, latent_dim, q_out=q_out, q_dim=config.q_dim,
+                         lr_q=config.lr_q)
 
     @classmethod
     def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
@@ -123,21 +133,20 @@ class InfoGAN(GANBase):
 
     # -- codes -------------------------------------------------------------------------------
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Codes:
         """Noise, categorical classes ``[n, m]`` and continuous codes ``[n, d]`` (on CPU)."""
         noise = torch.rand(n, self.config.noise_dim, generator=generator) * 2 - 1
         classes = torch.stack(
             [torch.randint(0, k, (n,), generator=generator) for k in self.cat_sizes], dim=1
         ) if self.cat_sizes else torch.zeros(n, 0, dtype=torch.long)
         continuous = torch.rand(n, self.config.continuous_dim, generator=generator) * 2 - 1
-        return noise, classes, continuous
+        return Codes(noise, classes, continuous)
 
-    def latent_vector(self, noise: torch.Tensor, classes: torch.Tensor,
-                      continuous: torch.Tensor) -> torch.Tensor:
+    def latent_vector(self, latent: Codes) -> torch.Tensor:
         """The generator's input ``[z, one-hot(c_cat)..., c_cont]`` on the model's device."""
-        one_hots = [F.one_hot(classes[:, i], k).float() for i, k in enumerate(self.cat_sizes)]
-        return torch.cat([noise, *one_hots, continuous], dim=1).to(self.device)
+        one_hots = [F.one_hot(latent.classes[:, i], k).float()
+                    for i, k in enumerate(self.cat_sizes)]
+        return torch.cat([latent.noise, *one_hots, latent.continuous], dim=1).to(self.device)
 
     def split_q(self, q: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """Q's output as (categorical logits per code, continuous means, log-variances)."""
@@ -167,12 +176,11 @@ class InfoGAN(GANBase):
                 ).sum(1).mean() if self.config.continuous_dim else q.new_zeros(())
         return cat, cont
 
-    def code_loss(self, q: torch.Tensor | None, parts: tuple[torch.Tensor, ...]
+    def code_loss(self, q: torch.Tensor | None, latent: Codes
                   ) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted information losses, and the information terms and bounds to log."""
         cfg = self.config
-        _, classes, continuous = parts
-        info_cat, info_cont = self.information_losses(q, classes, continuous)
+        info_cat, info_cont = self.information_losses(q, latent.classes, latent.continuous)
         logged = {}
         if self.cat_sizes:
             entropy = sum(math.log(k) for k in self.cat_sizes)
@@ -201,9 +209,9 @@ class InfoGAN(GANBase):
         """``n`` images with the first categorical code at ``cls``, the rest drawn as usual."""
         if not self.cat_sizes:
             raise ValueError("this InfoGAN has no categorical code")
-        noise, classes, continuous = self.sample_latent(n, generator)
-        classes[:, 0] = cls
-        return self.generator(self.latent_vector(noise, classes, continuous)).cpu()
+        latent = self.sample_latent(n, generator)
+        latent.classes[:, 0] = cls
+        return self.generator(self.latent_vector(latent)).cpu()
 
     # -- inference ---------------------------------------------------------------------------
 
@@ -227,13 +235,13 @@ class InfoGAN(GANBase):
         shows class ``k`` of the first one and all rows share one noise draw, otherwise
         each of the ``rows`` rows has its own noise.
         """
-        noise, classes, continuous = self.sample_latent(rows, generator)
+        drawn = self.sample_latent(rows, generator)
+        noise, classes, continuous = drawn.noise, drawn.classes, drawn.continuous
         pictures = {}
         for i, k in enumerate(self.cat_sizes):
-            latent = self.latent_vector(noise.repeat_interleave(k, 0),
-                                        sweep(classes, i, torch.arange(k)),
-                                        continuous.repeat_interleave(k, 0))
-            pictures[f"categorical_{i}"] = self.generator(latent).cpu().view(
+            latent = Codes(noise.repeat_interleave(k, 0), sweep(classes, i, torch.arange(k)),
+                           continuous.repeat_interleave(k, 0))
+            pictures[f"categorical_{i}"] = self.generator(self.latent_vector(latent)).cpu().view(
                 rows, k, *self.image_shape)
         if self.cat_sizes:
             classes = classes[:1].repeat(self.cat_sizes[0], 1)
@@ -243,10 +251,9 @@ class InfoGAN(GANBase):
         values = torch.linspace(-span, span, steps)
         zeros = torch.zeros(n_rows, self.config.continuous_dim)
         for j in range(self.config.continuous_dim):
-            latent = self.latent_vector(noise.repeat_interleave(steps, 0),
-                                        classes.repeat_interleave(steps, 0),
-                                        sweep(zeros, j, values))
-            pictures[f"continuous_{j}"] = self.generator(latent).cpu().view(
+            latent = Codes(noise.repeat_interleave(steps, 0), classes.repeat_interleave(steps, 0),
+                           sweep(zeros, j, values))
+            pictures[f"continuous_{j}"] = self.generator(self.latent_vector(latent)).cpu().view(
                 n_rows, steps, *self.image_shape)
         return pictures
 

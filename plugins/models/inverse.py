@@ -24,13 +24,11 @@ distribution is scored on images unlike any it was fitted on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from disentangle.config import option
 from disentangle_plugins.models.nets import ConvEncoder
 
 #: width of the encoder's dense layer (the reference study's 256)
@@ -38,23 +36,6 @@ DENSE_DIM = 256
 
 #: ``sample(n, generator) -> (targets [n, d], images [n, C, H, W])``, both on the model device
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class InverseEncoderConfig:
-    """Hyper-parameters of the inverse-encoder protocol (a mixin for model configs)."""
-
-    inverse_steps: int = option(500, "Adam steps fitting the inverse encoder before each "
-                                      "evaluation")
-    inverse_batch_size: int = option(64, "generated samples per inverse-encoder step")
-    inverse_lr: float = option(1e-3, "Adam learning rate of the inverse encoder")
-
-    def __post_init__(self) -> None:
-        if self.inverse_steps < 1 or self.inverse_batch_size < 1 or self.inverse_lr <= 0:
-            raise ValueError("inverse_steps, inverse_batch_size and inverse_lr must be positive")
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
 
 
 class InverseEncoder(nn.Module):
@@ -72,8 +53,9 @@ class InverseEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def fit(self, sample: Sampler, config: InverseEncoderConfig, seed: int) -> float:
-        """Re-initialise from ``seed`` and fit on ``sample``; returns the final MSE.
+    def fit(self, sample: Sampler, steps: int, batch_size: int, lr: float, seed: int) -> float:
+        """Re-initialise from ``seed`` and fit on ``sample`` for ``steps`` Adam steps of
+        ``batch_size`` samples at learning rate ``lr``; returns the final MSE.
 
         The final MSE is the mean over the last tenth of the steps (per latent dimension).
         The global random state is left untouched.
@@ -83,15 +65,15 @@ class InverseEncoder(nn.Module):
             torch.manual_seed(seed)
             self.net.load_state_dict(self._fresh().state_dict())
         generator = torch.Generator().manual_seed(seed)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=config.inverse_lr)
-        tail = max(1, config.inverse_steps // 10)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        tail = max(1, steps // 10)
         errors = []
-        for step in range(config.inverse_steps):
-            targets, images = sample(config.inverse_batch_size, generator)
+        for step in range(steps):
+            targets, images = sample(batch_size, generator)
             loss = F.mse_loss(self.net(images.to(device)), targets.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step >= config.inverse_steps - tail:
+            if step >= steps - tail:
                 errors.append(loss.item())
         return sum(errors) / len(errors)

@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.models import Model
@@ -44,10 +42,6 @@ class ProjectionCGAN(ConditionalGAN):
     def discriminator_options(self, config: ProjectionCGANConfig) -> dict[str, int]:
         """A class embedding for the projection."""
         return {"projection_classes": self.num_classes}
-
-    def discriminate(self, images: torch.Tensor, condition: torch.Tensor | None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.discriminator(images, condition)
 
 
 @hookimpl
