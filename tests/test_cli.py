@@ -56,6 +56,20 @@ def test_toy_plugin_runs_through_the_cli_and_is_logged(with_toy, capsys):
     assert state["step"] == 30
 
 
+def test_a_third_party_gan_on_the_template_trains_scores_and_logs(with_toy, capsys):
+    assert main(["run", "toy_gan", "--dataset", "toy_blobs", "--steps", "12", "--no-progress",
+                 "--metrics", "mig", "--set", "d_channels=8,16", "--set", "fc_dim=32",
+                 "--set", "inverse_steps=20"]) == 0
+    assert "finished at step 12" in capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    run = client.search_runs([client.get_experiment_by_name("toy_blobs").experiment_id])[0]
+    assert run.info.status == "FINISHED" and run.data.params["model.arch"] == "digits"
+    assert {"eval/mig", "eval/inverse_encoder.mse", "train/d_loss", "train/g_loss"} <= set(
+        run.data.metrics)
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / "samples.png").is_file() and (artifacts / "checkpoints/last.pt").is_file()
+
+
 def test_show_lists_hyper_parameters(with_toy, capsys):
     assert main(["show", "infogan", "--dataset", "toy_blobs"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""A third-party plugin, as a user would write one: a tiny dataset and a tiny model.
+"""A third-party plugin, as a user would write one: a tiny dataset, a tiny model, and a GAN
+built on the first-party GAN template (a latent type, ``latent_vector`` and one override).
 
 The tests install it through a ``.dist-info`` folder on ``sys.path`` (what pip would write),
 so it is discovered through the ``disentangle`` entry-point group like any other plugin.
@@ -17,6 +18,7 @@ import disentangle
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
 from disentangle.models import Model, Representation
+from disentangle_plugins.models.gan import GANBase, InverseScoredConfig
 
 _PATTERNS = torch.tensor([
     [[1, 1, 1], [1, 1, 1], [1, 1, 1]],
@@ -95,6 +97,27 @@ class ToyAutoencoder(Model):
         return {"adam": self.opt}
 
 
+@dataclass
+class Gaussian:
+    """The toy GAN's latent: standard normal noise ``[n, noise_dim]``."""
+
+    noise: torch.Tensor
+
+
+class ToyGAN(GANBase):
+    """A GAN on Gaussian noise, scored through the template's inverse encoder."""
+
+    name = "toy_gan"
+    Config = InverseScoredConfig
+    default_steps = 20
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Gaussian:
+        return Gaussian(torch.randn(n, self.config.noise_dim, generator=generator))
+
+    def latent_vector(self, latent: Gaussian) -> torch.Tensor:
+        return latent.noise.to(self.device)
+
+
 @disentangle.hookimpl
 def disentangle_register_datasets() -> list[type[FactorDataset]]:
     return [ToyBlobs]
@@ -102,4 +125,4 @@ def disentangle_register_datasets() -> list[type[FactorDataset]]:
 
 @disentangle.hookimpl
 def disentangle_register_models() -> list[type[Model]]:
-    return [ToyAutoencoder]
+    return [ToyAutoencoder, ToyGAN]
