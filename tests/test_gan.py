@@ -70,7 +70,7 @@ def test_inverse_options_are_validated():
 
 def test_gan_scores_through_its_inverse_encoder():
     model = _gan()
-    assert model.discriminator.q_head is None
+    assert model.discriminator.aux_head is None
     diagnostics = model.prepare_evaluation(seed=0)
     assert set(diagnostics) == {"inverse_encoder.mse"} and diagnostics["inverse_encoder.mse"] > 0
     images = torch.rand(5, 1, 16, 16)

@@ -75,7 +75,7 @@ def test_mnist_architecture_matches_the_paper():
     # batch norm after every D layer but the first conv, and in Q's head
     assert [type(m).__name__ for m in d.trunk if "Norm" in type(m).__name__] == [
         "BatchNorm2d", "BatchNorm1d"]
-    assert [m.out_features for m in d.q_head if isinstance(m, torch.nn.Linear)] == [128, 10 + 2]
+    assert [m.out_features for m in d.aux_head if isinstance(m, torch.nn.Linear)] == [128, 10 + 2]
     latent = model.latent_vector(model.sample_latent(3))
     assert g.fc(latent).shape == (3, 7 * 7 * 128)
     images = g(latent)
@@ -170,12 +170,12 @@ def test_image_size_must_fit_the_layers():
         _model(d_channels=(8, 8, 8, 8, 8))
 
 
-def test_q_head_learns_at_its_own_rate_and_d_at_lr_d():
+def test_the_code_head_learns_at_its_own_rate_and_d_at_lr_d():
     model = _model(lr_d=1e-4, lr_q=3e-3)
-    trunk, q_head = model.opt_d.param_groups
-    assert (trunk["lr"], q_head["lr"]) == (1e-4, 3e-3)
-    assert {id(p) for p in q_head["params"]} == {
-        id(p) for p in model.discriminator.q_head.parameters()}
+    trunk, head = model.opt_d.param_groups
+    assert (trunk["lr"], head["lr"]) == (1e-4, 3e-3)
+    assert {id(p) for p in head["params"]} == {
+        id(p) for p in model.discriminator.aux_head.parameters()}
 
 
 @pytest.mark.parametrize("learn_variance", [False, True])
@@ -189,3 +189,14 @@ def test_logged_information_bounds(learn_variance):
     if learn_variance:
         assert losses["mi_bound_continuous"] == pytest.approx(
             2 * math.log(2) - losses["info_continuous"])
+
+
+def test_checkpoints_that_call_the_code_head_q_head_still_load():
+    trained = _model()
+    state = trained.checkpoint_state()
+    state["modules"] = {k.replace("aux_head.", "q_head."): v for k, v in state["modules"].items()}
+    torch.manual_seed(1)
+    fresh = InfoGAN(trained.config, _Blobs(), "cpu")
+    fresh.load_checkpoint_state(state)
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name

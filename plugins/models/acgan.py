@@ -2,8 +2,8 @@
 
 The generator sees ``[z, one-hot(y)]`` (see :mod:`~disentangle_plugins.models.conditional`
 for what the conditional GANs share); the discriminator sees the image alone and has a
-second head, the shared discriminator's ``Q`` head (FC ``q_dim``, then one logit per
-class), predicting the label. With ``L_C`` the class cross-entropy, D minimises its
+second head, its auxiliary head (FC ``q_dim``, then one logit per class), predicting the
+label. With ``L_C`` the class cross-entropy, D minimises its
 adversarial loss plus ``L_C`` on real images (their true labels) and on generated ones (the
 labels they were made for); G minimises its adversarial loss plus ``L_C`` on its images.
 The classifier head learns with D at ``lr_d``; the standard GAN loss is used.
@@ -42,7 +42,7 @@ class ACGAN(ConditionalGAN):
 
     def discriminator_options(self, config: ACGANConfig) -> dict[str, int]:
         """A classifier head with one logit per class."""
-        return {"q_out": self.num_classes, "q_dim": config.q_dim}
+        return {"head_out": self.num_classes, "head_dim": config.q_dim}
 
     def code_loss(self, q: torch.Tensor | None, latent: Labelled
                   ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -80,7 +80,7 @@ class ConditionalGAN(GANBase):
         self.class_factor, self.num_classes = condition.factor, condition.size
         # a classifier head on D (AC-GAN's) learns with D, as in the papers' single optimiser
         super().__init__(config, dataset, device, config.noise_dim + self.num_classes,
-                         lr_q=config.lr_d, condition=condition,
+                         lr_head=config.lr_d, condition=condition,
                          **self.discriminator_options(config))
 
     def discriminator_options(self, config: ConditionalGANConfig) -> dict[str, int]:

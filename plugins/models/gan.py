@@ -180,21 +180,22 @@ class GANBase(Model):
 
     A subclass gives its latent type, :meth:`sample_latent` (one draw of it, on CPU) and
     :meth:`latent_vector` (the generator's input made from it). It may override
-    :meth:`code_loss` (a loss on Q's output for generated images, added to both players'
-    losses), :meth:`real_code_loss` (one on real images, added to D's) and
+    :meth:`code_loss` (a loss on the auxiliary head's output for generated images, added to
+    both players' losses), :meth:`real_code_loss` (one on real images, added to D's) and
     :meth:`discriminate` (how D sees an image and its label).
 
-    The constructor's options shape D: ``q_out`` outputs of a code head of width ``q_dim``
-    learning at ``lr_q``; ``d_extra_channels`` input channels beyond the image's;
-    ``projection_classes`` a projection discriminator. With a ``condition``, D is told the
+    The constructor's options shape D: ``head_out`` outputs of an auxiliary head of width
+    ``head_dim`` learning at ``lr_head`` (InfoGAN's Q, AC-GAN's classifier);
+    ``d_extra_channels`` input channels beyond the image's; ``projection_classes`` a
+    projection discriminator. With a ``condition``, D is told the
     label of every image: real images' from the batch's factors, generated images' from
     their latent's ``labels`` field. When the config is an :class:`InverseScoredConfig`,
     the model holds an inverse encoder and is scored through it.
     """
 
     def __init__(self, config: GANConfig, dataset: FactorDataset, device: torch.device,
-                 latent_dim: int | None = None, *, q_out: int = 0, q_dim: int = 0,
-                 lr_q: float | None = None, d_extra_channels: int = 0,
+                 latent_dim: int | None = None, *, head_out: int = 0, head_dim: int = 0,
+                 lr_head: float | None = None, d_extra_channels: int = 0,
                  projection_classes: int = 0, condition: Condition | None = None):
         super().__init__(config, dataset, device)
         self.latent_dim = config.noise_dim if latent_dim is None else latent_dim
@@ -204,7 +205,7 @@ class GANBase(Model):
         channels, height, width = self.image_shape
         self.discriminator = Discriminator(
             (channels + d_extra_channels, height, width), config.d_channels, config.fc_dim,
-            q_out, q_dim, leak=config.leak, spectral_norm=config.spectral_norm,
+            head_out, head_dim, leak=config.leak, spectral_norm=config.spectral_norm,
             batchnorm=config.batchnorm, projection_classes=projection_classes)
         init_gan_weights(self.generator)
         init_gan_weights(self.discriminator)
@@ -212,21 +213,21 @@ class GANBase(Model):
             if isinstance(config, InverseScoredConfig) else None
         self.to(self.device)
         betas = (config.beta1, config.beta2)
-        groups = self.parameter_groups(lr_q)
+        groups = self.parameter_groups(lr_head)
         self.opt_d = torch.optim.Adam(groups["d"], betas=betas)
         self.opt_g = torch.optim.Adam(groups["g"], betas=betas)
 
-    def parameter_groups(self, lr_q: float | None) -> dict[str, list[dict[str, Any]]]:
-        """The Adam parameter groups of each optimiser: D's trunk and heads (a projection's
-        class embedding included) at ``lr_d``, Q's head (if any) at ``lr_q`` (Q's loss also
-        shapes the shared trunk); G's parameters at ``lr_g``."""
+    def parameter_groups(self, lr_head: float | None) -> dict[str, list[dict[str, Any]]]:
+        """The Adam parameter groups of each optimiser: D's trunk and real/fake head (a
+        projection's class embedding included) at ``lr_d``, the auxiliary head (if any) at
+        ``lr_head`` (its loss also shapes the shared trunk); G's parameters at ``lr_g``."""
         d = self.discriminator
         groups = [{"params": [p for name, p in d.named_parameters()
-                              if not name.startswith("q_head.")], "lr": self.config.lr_d}]
-        if d.q_head is not None:
-            if lr_q is None:
-                raise ValueError("a discriminator with a Q head needs lr_q")
-            groups.append({"params": list(d.q_head.parameters()), "lr": lr_q})
+                              if not name.startswith("aux_head.")], "lr": self.config.lr_d}]
+        if d.aux_head is not None:
+            if lr_head is None:
+                raise ValueError("a discriminator with an auxiliary head needs lr_head")
+            groups.append({"params": list(d.aux_head.parameters()), "lr": lr_head})
         return {"d": groups,
                 "g": [{"params": list(self.generator.parameters()), "lr": self.config.lr_g}]}
 

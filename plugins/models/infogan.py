@@ -116,8 +116,8 @@ class InfoGAN(GANBase):
         self.cat_sizes = tuple(config.categorical_sizes)
         latent_dim = config.noise_dim + sum(self.cat_sizes) + config.continuous_dim
         q_out = sum(self.cat_sizes) + config.continuous_dim * (2 if config.learn_variance else 1)
-        super().__init__(config, dataset, device, latent_dim, q_out=q_out, q_dim=config.q_dim,
-                         lr_q=config.lr_q)
+        super().__init__(config, dataset, device, latent_dim, head_out=q_out,
+                         head_dim=config.q_dim, lr_head=config.lr_q)
 
     @classmethod
     def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:

@@ -133,11 +133,13 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """GAN discriminator: a conv trunk (4x4 stride-2 convolutions, then FC ``fc_dim``) with a
-    real/fake head ``D`` and, when ``q_out`` > 0, a code head ``Q`` (InfoGAN's) on the same
-    features: FC ``q_dim``, then ``q_out`` outputs.
+    real/fake head ``D`` and, when ``head_out`` > 0, an auxiliary head on the same features:
+    FC ``head_dim``, then ``head_out`` outputs (InfoGAN's code head ``Q``, AC-GAN's class
+    classifier).
 
     ``batchnorm`` puts batch norm after every hidden layer but the first convolution (the
-    InfoGAN paper's MNIST D), Q's hidden layer included; ``spectral_norm`` wraps every layer.
+    InfoGAN paper's MNIST D), the auxiliary head's hidden layer included; ``spectral_norm``
+    wraps every layer.
 
     ``projection_classes`` > 0 makes it a projection discriminator (Miyato and Koyama 2018):
     the logit of an image ``x`` of class ``y`` is ``D(phi(x)) + <embed(y), phi(x)>``, with
@@ -145,13 +147,13 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...],
-                 fc_dim: int, q_out: int = 0, q_dim: int = 0, leak: float = 0.2,
+                 fc_dim: int, head_out: int = 0, head_dim: int = 0, leak: float = 0.2,
                  spectral_norm: bool = True, batchnorm: bool = False,
                  projection_classes: int = 0):
         super().__init__()
         check_image_size(image_shape, len(channels), "d_channels")
-        if q_out and q_dim < 1:
-            raise ValueError("a Q head needs a hidden width q_dim >= 1")
+        if head_out and head_dim < 1:
+            raise ValueError("an auxiliary head needs a hidden width >= 1")
 
         def hidden(i: int, width: int) -> list[nn.Module]:
             norm = [nn.BatchNorm2d(width)] if batchnorm and i > 0 else []
@@ -167,26 +169,35 @@ class Discriminator(nn.Module):
         flat = math.prod(_smallest_map(image_shape, channels))
         self.trunk = nn.Sequential(*layers, nn.Flatten(), *dense(flat, fc_dim))
         self.d_head = _maybe_sn(nn.Linear(fc_dim, 1), spectral_norm)
-        self.q_head = nn.Sequential(
-            *dense(fc_dim, q_dim), _maybe_sn(nn.Linear(q_dim, q_out), spectral_norm),
-        ) if q_out else None
+        self.aux_head = nn.Sequential(
+            *dense(fc_dim, head_dim), _maybe_sn(nn.Linear(head_dim, head_out), spectral_norm),
+        ) if head_out else None
         self.embed = _maybe_sn(nn.Embedding(projection_classes, fc_dim), spectral_norm) \
             if projection_classes else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Real/fake logits ``[n]`` and Q's outputs ``[n, q_out]`` (None without a Q head).
+        """Real/fake logits ``[n]`` and the auxiliary head's outputs ``[n, head_out]`` (None
+        without one).
 
         ``labels`` (int ``[n]``) are the classes a projection discriminator is asked about.
         """
         features = self.trunk(images)
-        q = self.q_head(features) if self.q_head is not None else None
+        q = self.aux_head(features) if self.aux_head is not None else None
         logits = self.d_head(features).squeeze(1)
         if self.embed is not None:
             if labels is None:
                 raise ValueError("a projection discriminator needs the images' class labels")
             logits = logits + (self.embed(labels) * features).sum(1)
         return logits, q
+
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        # checkpoints written before the auxiliary head was renamed call it ``q_head``
+        old = prefix + "q_head."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[prefix + "aux_head." + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def init_gan_weights(module: nn.Module) -> None:
