@@ -19,8 +19,8 @@ hook wrappers (``hookimpl(wrapper=True)``) wrap them as pluggy documents.
   plugin whose register hook raises, or returns something that is not a list of the right
   kind, is reported by ``disentangle list`` and as a warning by every command, with the
   error; its other hooks and every other plugin keep working. An item whose ``name`` is
-  already taken by an earlier plugin is refused the same way (the one registered first is
-  kept).
+  already taken by an earlier plugin is refused the same way: the one registered first is
+  kept, and the first-party plugins are registered before any other.
 * The event hooks are called during a run. Their return values are ignored. When one
   raises, the run stops and is marked failed, and the error names the plugin whose
   implementation raised.

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from disentangle.models import Model
 
 KINDS = ("model", "dataset", "metric")
+#: the distribution of the first-party plugins, registered before any other
+FIRST_PARTY = "disentangle-bench"
 _HOOKS = {
     "model": "disentangle_register_models",
     "dataset": "disentangle_register_datasets",
@@ -123,7 +125,7 @@ class Registry:
         try:
             self.manager.register(module, name=name)
             self.manager.check_pending()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if self.manager.is_registered(module):
                 self.manager.unregister(module)
             self.failures.append(PluginFailure(name, distribution, "registration", _describe(exc)))
@@ -134,7 +136,7 @@ class Registry:
             try:
                 results = self.manager.subset_hook_caller(hook_name, others)()
                 provided = [obj for result in results for obj in result]
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.failures.append(
                     PluginFailure(name, distribution, f"{hook_name}()", _describe(exc)))
                 continue
@@ -145,11 +147,16 @@ class Registry:
         def fail(why: str) -> None:
             self.failures.append(PluginFailure(plugin, distribution, _HOOKS[kind] + "()", why))
 
-        why = _wrong_kind(kind, obj)
+        try:  # reading a plugin's object runs its code: any error is that plugin's
+            why = _wrong_kind(kind, obj)
+            entry_name = getattr(obj, "name", None) if why is None else None
+            summary = _summary(obj) if why is None else ""
+        except Exception as exc:
+            fail(f"reading {kind} {obj!r}: {_describe(exc)}")
+            return
         if why is not None:
             fail(f"{why}, not {obj!r}")
             return
-        entry_name = getattr(obj, "name", None)
         if not isinstance(entry_name, str) or not entry_name:
             fail(f"a {kind} without a 'name': {obj!r}")
             return
@@ -157,16 +164,19 @@ class Registry:
         if existing is not None:
             fail(f"{kind} {entry_name!r} is already provided by plugin {existing.plugin!r}")
             return
-        self.entries[kind][entry_name] = Entry(
-            kind, entry_name, obj, plugin, distribution, _summary(obj))
+        self.entries[kind][entry_name] = Entry(kind, entry_name, obj, plugin, distribution,
+                                               summary)
 
     def load_entry_points(self) -> None:
-        """Import and register every plugin in the ``disentangle`` entry-point group."""
-        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+        """Import and register every plugin in the ``disentangle`` entry-point group, the
+        first-party ones first (so a third-party plugin cannot take their names)."""
+        points = sorted(importlib.metadata.entry_points(group=hookspecs.PROJECT),
+                        key=lambda ep: ep.dist is None or ep.dist.name != FIRST_PARTY)
+        for ep in points:
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "<unknown>"
             try:
                 module = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self.failures.append(PluginFailure(ep.name, dist, "import", _describe(exc)))
                 continue
             self.add_plugin(module, ep.name, dist)

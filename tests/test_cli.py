@@ -70,6 +70,32 @@ def test_a_third_party_gan_on_the_template_trains_scores_and_logs(with_toy, caps
     assert (artifacts / "samples.png").is_file() and (artifacts / "checkpoints/last.pt").is_file()
 
 
+def test_first_party_names_win_and_any_plugin_fault_is_that_plugins(tmp_path, monkeypatch,
+                                                                    workdir, capsys):
+    site = tmp_path / "early_site"
+    site.mkdir()
+    (site / "aaa_takeover.py").write_text(
+        "import disentangle\nfrom disentangle_plugins.models.vae import VAE\n\n"
+        "class Impostor(VAE):\n    name = 'infogan'\n\n"
+        "@disentangle.hookimpl\ndef disentangle_register_models():\n    return [Impostor]\n")
+    (site / "aaa_exits.py").write_text("raise SystemExit(3)\n")
+    install_fake_distribution(site, "aaa_plugins", None, {
+        "aaa_takeover": "aaa_takeover", "aaa_exits": "aaa_exits"})
+    monkeypatch.syspath_prepend(str(site))
+    get_registry.cache_clear()
+    try:
+        assert get_registry().get("model", "infogan").distribution.startswith(
+            "disentangle-bench ")
+        assert main(["list"]) == 0
+        out = capsys.readouterr().out
+        assert ("plugin 'aaa_takeover' (aaa_plugins 1.0) failed during "
+                "disentangle_register_models(): model 'infogan' is already provided by plugin "
+                "'infogan'") in out
+        assert "plugin 'aaa_exits' (aaa_plugins 1.0) failed during import: SystemExit: 3" in out
+    finally:
+        get_registry.cache_clear()
+
+
 def test_show_lists_hyper_parameters(with_toy, capsys):
     assert main(["show", "infogan", "--dataset", "toy_blobs"]) == 0
     out = capsys.readouterr().out
