@@ -10,12 +10,14 @@ import pytest
 import yaml
 
 import disentangle
+import disentangle_plugins
 from disentangle import record
 from disentangle.config import RunConfig
 from disentangle.registry import Registry, get_registry
 
-ROOT = Path(disentangle.__file__).parent.parent
-PACKAGES = {"disentangle": ROOT / "disentangle", "disentangle_plugins": ROOT / "plugins"}
+#: the installed packages' folders (a clone's or site-packages', wherever they are imported from)
+PACKAGES = {"disentangle": Path(disentangle.__file__).parent,
+            "disentangle_plugins": Path(disentangle_plugins.__file__).parent}
 
 
 def _module_name(package: str, folder: Path, path: Path) -> str:
