@@ -46,11 +46,16 @@ class RunConfig:
     experiment: str = option("", "MLflow experiment; empty means the dataset name")
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError("--steps must be >= 0 and --batch-size >= 1")
-        for key in ("eval_every", "checkpoint_every", "log_every"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1")
+        for key, low, high in _RANGES:
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise ValueError(f"{key} must lie in [{low:,}, {high:,}], not {value:,}")
+
+
+#: the ranges the run settings must lie in: seeds are what numpy and torch can be seeded with;
+#: the upper bounds of steps and sizes are far past any schedule a run can finish
+_RANGES = (("seed", 0, 2**63 - 1), ("steps", 0, 10**9), ("batch_size", 1, 100_000),
+           ("eval_every", 1, 10**9), ("checkpoint_every", 1, 10**9), ("log_every", 1, 10**9))
 
 
 def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:

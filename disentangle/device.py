@@ -27,4 +27,7 @@ def resolve_device(name: str) -> torch.device:
             raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type not in ("cpu", "mps"):
         raise UsageError(f"unsupported device {name!r}; use auto, cpu or cuda[:N]")
+    elif device.index not in (None, 0):
+        raise UsageError(f"--device {name}: there is one {device.type} device; use "
+                         f"--device {device.type}")
     return device

@@ -5,6 +5,8 @@ Each must end in success or in a clear one-line error with exit code 2, never a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -30,6 +32,23 @@ TOKENS = st.one_of(
                      "--data-dir", "--no-progress", "--version", "--help", "-d", "cpu", "cuda",
                      "cuda:7", "latents=2", "lr=0.1"]),
 )
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--seed", "-1", "seed must lie in [0, 9,223,372,036,854,775,807], not -1"),
+    ("--seed", "18446744073709551616", "seed must lie in [0, 9,223,372,036,854,775,807]"),
+    ("--steps", "99999999999999999999999999", "steps must lie in [0, 1,000,000,000]"),
+    ("--batch-size", "1000000000", "batch_size must lie in [1, 100,000]"),
+    ("--eval-every", "0", "eval_every must lie in [1, 1,000,000,000], not 0"),
+    ("--device", "cpu:1", "--device cpu:1: there is one cpu device; use --device cpu"),
+])
+def test_out_of_range_settings_are_refused_before_anything_runs(with_toy, capsys, option,
+                                                                value, message):
+    assert main([*BASE, option, value]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in out + err
+    if option != "--device":  # a device is looked for where the run will train
+        assert not Path("mlflow.db").exists()  # refused before the tracking store is touched
 
 
 def _ends_cleanly(argv: list[str], capsys: pytest.CaptureFixture) -> None:

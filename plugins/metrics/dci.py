@@ -14,8 +14,9 @@ Two metrics share this definition:
   factor on 10,000 points grows 4,000 trees.
 * ``dci_fast``: the same boosting schedule (100 stages, depth 3, learning rate 0.1, no
   early stopping) with scikit-learn's histogram trees (codes cut into 255 quantile bins),
-  importance being each code's total split gain. An approximation, tens of times faster;
-  its deviation from ``dci`` is measured by ``benchmarks/metric_suite.py``.
+  importance being each code's total split gain. An approximation, much faster; its speed
+  and its deviation from ``dci`` are measured by ``benchmarks/metric_suite.py`` (results in
+  ``benchmarks/results/metric_suite.txt``).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _fit_and_score(fit: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, obj
     """One factor's classifier: its importances and its train and test accuracy.
 
     On one OpenMP thread: on a shared CPU scikit-learn's thread team makes these small fits
-    and predictions tens of times slower, not faster (parallelism comes from the factors).
+    and predictions slower, not faster (parallelism comes from the factors instead).
     """
     with threadpool_limits(1, "openmp"):
         importance, classifier = fit(train_codes, train_labels)
