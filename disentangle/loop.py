@@ -12,7 +12,6 @@ import math
 import signal
 import time
 import traceback
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,13 +82,21 @@ class _StopRequest:
 def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) -> RunResult:
     """Train ``run`` to its last step, evaluate it and close it (also on Ctrl-C or NaN).
 
-    The run's lock is held throughout; a reopened run is marked running again. A reopened
-    run that already reached its last step is refused (pass larger ``steps`` to extend it).
+    The run's lock is held throughout. A reopened run is marked running again and logs no
+    metric at a step where the store already has it (the steps between its checkpoint and
+    where it stopped are trained again, to the same values). A reopened run that stopped at
+    its last step, before or during its final evaluation, is finished: evaluated, its
+    pictures and scores written. A finished run is refused (pass larger ``steps`` to
+    extend it).
     """
     s = run.plan.settings
-    if run.resumed and s.steps <= run.step:
-        raise UsageError(f"run {run.run_id} already completed {run.step} of {s.steps} steps; "
-                         f"pass a larger --steps to extend it")
+    logged: dict[str, int] = {}
+    if run.resumed:
+        finished = run.tracker.get_run(run.run_id).info.status == "FINISHED"
+        if s.steps < run.step or (s.steps == run.step and finished):
+            raise UsageError(f"run {run.run_id} already completed {run.step} of {s.steps} "
+                             f"steps; pass a larger --steps to extend it")
+        logged = run.tracker.logged_steps(run.run_id)
     run.lock.acquire()
     if run.resumed:
         run.tracker.reopen(run.run_id)
@@ -99,7 +106,7 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
     try:
         run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
         with stop.installed():
-            result = _loop(run, stop, progress)
+            result = _loop(run, stop, progress, logged)
         if stop.requested:
             status = "KILLED"
             run.save_checkpoint()
@@ -130,10 +137,13 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
     return RunResult(run.run_id, status, run.step, result, time.perf_counter() - started)
 
 
-def _loop(run: Run, stop: _StopRequest, progress: bool) -> Evaluation:
-    """Steps until the last one or a stop request; returns the last periodic evaluation."""
-    s, registry = run.plan.settings, run.registry
-    window: dict[str, list[float]] = defaultdict(list)
+def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) -> Evaluation:
+    """Steps until the last one or a stop request; returns the last periodic evaluation.
+
+    Metrics the store already holds at a step (``logged``: key -> last step) are not logged
+    again, and a periodic evaluation already logged at its step is not repeated.
+    """
+    s, registry, window = run.plan.settings, run.registry, run.window
     last = Evaluation()
     bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
@@ -148,7 +158,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool) -> Evaluation:
             for key, value in losses.items():
                 if not math.isfinite(value):
                     raise DivergenceError(key, run.step + 1, value)
-                window[key].append(value)
+                window.setdefault(key, []).append(value)
             run.step += 1
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
@@ -160,13 +170,16 @@ def _loop(run: Run, stop: _StopRequest, progress: bool) -> Evaluation:
                           f"{s.steps} steps ({per_step * 1000:.0f} ms/step on "
                           f"{run.device}), plus evaluation")
             if run.step % s.log_every == 0 or run.step == s.steps:
-                run.tracker.log_metrics(
-                    run.run_id, {f"train/{k}": float(np.mean(v)) for k, v in window.items()},
-                    run.step)
+                means = {f"train/{k}": float(np.mean(v)) for k, v in window.items()}
+                fresh = {k: v for k, v in means.items() if logged.get(k, -1) < run.step}
+                if fresh:
+                    run.tracker.log_metrics(run.run_id, fresh, run.step)
                 window.clear()
             if run.step % s.checkpoint_every == 0:
                 run.save_checkpoint()
-            if run.step % s.eval_every == 0 and run.step < s.steps:
+            evaluated = any(k.startswith("eval/") and step >= run.step
+                            for k, step in logged.items())
+            if run.step % s.eval_every == 0 and run.step < s.steps and not evaluated:
                 last = artifacts.log_evaluation(run, bar.write, progress=progress)
     return last
 

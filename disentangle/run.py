@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ class Run:
     ``checkpoint`` is the local checkpoint file: in the run's artifact folder when the
     artifact store is on this file system, else in the run's cache folder, and then also
     uploaded after each write (``upload``). ``lock`` is held while the run trains.
-    ``resumed`` says whether the run existed before this handle.
+    ``resumed`` says whether the run existed before this handle. ``window`` holds the
+    training losses of the steps since the last logged mean (checkpointed with the model, so a
+    resumed run logs the same means as an uninterrupted one).
     """
 
     plan: Plan
@@ -54,6 +56,7 @@ class Run:
     upload: bool
     lock: RunLock
     resumed: bool
+    window: dict[str, list[float]] = field(default_factory=dict)
 
     def save_checkpoint(self) -> None:
         """Atomically write the checkpoint (and upload it when the store is remote)."""
@@ -61,6 +64,7 @@ class Run:
             "step": self.step,
             "config": record.to_json(self.plan.settings, self.plan.model_config),
             "model": self.model.checkpoint_state(),
+            "window": self.window,
         })
         if self.upload:
             self.tracker.log_artifact(self.run_id, self.checkpoint, "checkpoints")
@@ -112,8 +116,10 @@ def open_run(run_id: str, registry: Registry, tracker: Tracker, **changes: Any) 
     device = resolve_device(plan.settings.device)
     model = build_model(plan, device)
     model.load_checkpoint_state(state["model"])
-    return _handle(plan, model, device, registry, tracker, run_id, int(state["step"]),
-                   resumed=True)
+    run = _handle(plan, model, device, registry, tracker, run_id, int(state["step"]),
+                  resumed=True)
+    run.window = {k: [float(v) for v in values] for k, values in state.get("window", {}).items()}
+    return run
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:

@@ -136,6 +136,12 @@ class Tracker:
         except MlflowException:
             raise UsageError(f"no run with id {run_id!r} in tracking store {self.uri}") from None
 
+    def logged_steps(self, run_id: str) -> dict[str, int]:
+        """The last step at which each of the run's metrics is logged in the store."""
+        keys = self.get_run(run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(run_id, key))
+                for key in keys}
+
     def reopen(self, run_id: str) -> None:
         """Mark a stopped run as running again (resume continues the same run)."""
         self.client.update_run(run_id, status="RUNNING")

@@ -90,6 +90,13 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(with_t
         assert torch.equal(a[key], b[key]), key
     assert resumed.data.metrics["eval/mig"] == straight.data.metrics["eval/mig"]
     assert len(set(steps_at_kill)) == 3, steps_at_kill
+    # the record too: one value per (metric, step), the uninterrupted run's
+    assert set(resumed.data.metrics) == set(straight.data.metrics)
+    for key in straight.data.metrics:
+        ours = [(m.step, m.value) for m in _client().get_metric_history(run_id, key)]
+        theirs = [(m.step, m.value) for m in
+                  _client().get_metric_history(straight.info.run_id, key)]
+        assert sorted(ours) == sorted(theirs), key
 
 
 def test_kill_9_during_checkpoint_writes_never_tears_the_file(tmp_path):

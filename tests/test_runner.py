@@ -18,6 +18,7 @@ from disentangle import checkpoints
 from disentangle.cli import main
 from disentangle.device import resolve_device
 from disentangle.errors import UsageError
+from disentangle.metrics import Metric
 from disentangle.run import CHECKPOINT
 
 TOY = ["toy_autoencoder", "--dataset", "toy_blobs", "--no-progress", "--metrics", ""]
@@ -69,6 +70,73 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(with_toy, capsys):
     assert main(["run", *TOY, "--steps", "60", "--seed", "4"]) == 0
     other = _runs(Path("mlflow.db"))[-1]
     assert not torch.equal(_weights(other)["encoder.weight"], a["encoder.weight"])
+
+
+class _InterruptingMetric:
+    """A metric plugin whose first score presses Ctrl-C (a stop in the final evaluation)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def score(self, observer, rng) -> dict:
+        if not self.pressed:
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return {"interrupt": 1.0}
+
+    @disentangle.hookimpl
+    def disentangle_register_metrics(self) -> list:
+        return [Metric("interrupt", "presses Ctrl-C once", lambda: {}, self.score)]
+
+
+def test_a_run_stopped_in_its_final_evaluation_is_finished_by_resume(with_toy, capsys):
+    with_toy.add_plugin(_InterruptingMetric(), "interrupting")
+    assert main(["run", *TOY, "--steps", "20", "--metrics", "interrupt"]) == 130
+    assert "interrupted again" in capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    stopped = _runs(Path("mlflow.db"))[0]
+    assert stopped.info.status == "KILLED" and "eval/interrupt" not in stopped.data.metrics
+    assert main(["run", "--resume", stopped.info.run_id, "--no-progress"]) == 0
+    assert "finished at step 20" in capsys.readouterr().out
+    run = client.get_run(stopped.info.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["eval/interrupt"] == 1.0
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"samples.png",
+                                                                         "scores.json"}
+    assert len(client.get_metric_history(run.info.run_id, "train/reconstruction")) == 1
+    assert main(["run", "--resume", stopped.info.run_id]) == 2
+    assert "already completed 20 of 20 steps" in capsys.readouterr().err
+
+
+class _FailOnceAtEval:
+    """A plugin whose after-eval hook raises once, at a chosen step (the run stops there,
+    past its last checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step, self.failed = step, False
+
+    @disentangle.hookimpl
+    def disentangle_after_eval(self, run_id: str, step: int, scores: dict) -> None:
+        if step == self.step and not self.failed:
+            self.failed = True
+            raise RuntimeError("stop here")
+
+
+def test_steps_trained_again_after_a_resume_are_not_logged_twice(with_toy, capsys):
+    args = [*TOY, "--steps", "60", "--metrics", "mig", "--eval-every", "20",
+            "--checkpoint-every", "15"]
+    assert main(["run", *args]) == 0
+    with_toy.add_plugin(_FailOnceAtEval(20), "failing")
+    assert main(["run", *args]) == 1  # stops at step 20, its checkpoint is step 15's
+    straight, stopped = _runs(Path("mlflow.db"))
+    assert main(["run", "--resume", stopped.info.run_id, "--no-progress"]) == 0
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    for key in ("train/reconstruction", "eval/mig"):
+        ours = [(m.step, m.value) for m in client.get_metric_history(stopped.info.run_id, key)]
+        theirs = [(m.step, m.value) for m in
+                  client.get_metric_history(straight.info.run_id, key)]
+        assert sorted(ours) == sorted(theirs), key
+    assert [m.step for m in client.get_metric_history(stopped.info.run_id, "eval/mig")] \
+        == [20, 40, 60]
 
 
 def test_resume_refuses_changes_and_finished_runs(with_toy, capsys):
