@@ -73,7 +73,8 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(with_toy, capsys):
 
 
 class _InterruptingMetric:
-    """A metric plugin whose first score presses Ctrl-C (a stop in the final evaluation)."""
+    """A metric plugin whose first score is stopped by Ctrl-C (a stop in the final
+    evaluation: there the loop's handler is gone, so Python raises KeyboardInterrupt)."""
 
     def __init__(self) -> None:
         self.pressed = False
@@ -81,7 +82,7 @@ class _InterruptingMetric:
     def score(self, observer, rng) -> dict:
         if not self.pressed:
             self.pressed = True
-            os.kill(os.getpid(), signal.SIGINT)
+            raise KeyboardInterrupt
         return {"interrupt": 1.0}
 
     @disentangle.hookimpl
