@@ -7,7 +7,9 @@ the command line prints as one ``error: ...`` line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
+from pathlib import Path
 
 from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
 from disentangle.errors import UsageError
@@ -160,13 +162,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0 if status == "FINISHED" else 1
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _output_file(text: str, what: str) -> Path:
+    """A file the user asked to have written: its folder must exist (none is created)."""
+    path = Path(text)
+    if not path.name or not path.parent.is_dir():
+        raise UsageError(f"{what} {text!r}: folder {str(path.parent)!r} does not exist")
+    return path
 
+
+def cmd_compare(args: argparse.Namespace) -> int:
     from disentangle import compare
-    from disentangle.suites import PARENT_TAG
+    from disentangle.suites import PARENT_TAG, check_name
     from disentangle.tracking import Tracker
 
+    if args.suite:
+        check_name(args.suite)
+    plot = args.plot or (f"comparison-{args.suite}.png" if args.suite else None)
+    csv = _output_file(args.csv, "--csv") if args.csv else None
+    plot_path = _output_file(plot, "--plot") if plot else None
     tracker = Tracker(args.tracking_uri)
     runs = compare.load_runs(tracker.uri, args.experiment, args.suite)
     if runs.empty:
@@ -177,18 +190,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     summary = compare.summarize(table, metrics)
     shown = compare.formatted(summary, metrics)
     print(compare.markdown(shown) if args.markdown else shown.to_string(index=False))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"per-run table written to {args.csv}")
-    plot = args.plot or (f"comparison-{args.suite}.png" if args.suite else None)
-    if plot:
-        title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
-        compare.plot(table, metrics, Path(plot), title)
-        print(f"box plots written to {plot}")
+    try:
+        if csv is not None:
+            table.to_csv(csv, index=False)
+            print(f"per-run table written to {csv}")
+        if plot_path is not None:
+            title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
+            compare.plot(table, metrics, plot_path, title)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}"
+                         ) from None
+    if plot_path is not None:
+        print(f"box plots written to {plot_path}")
         if args.suite:
             parent = runs[f"tags.{PARENT_TAG}"].dropna().unique()
             for run_id in parent[:1]:
-                tracker.log_artifact(run_id, Path(plot))
+                tracker.log_artifact(run_id, plot_path)
                 print(f"logged as an artifact of the suite's parent run {run_id}")
     return 0
 
@@ -201,6 +218,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     uri = resolve_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         raise UsageError(f"{uri} is a tracking server: open it in a browser")
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must lie in [1, 65535], not {args.port}")
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"--host {args.host!r} is not an address of this machine: {exc}"
+                         ) from None
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")

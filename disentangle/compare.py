@@ -132,7 +132,6 @@ def plot(table: pd.DataFrame, metrics: list[str], path: Path, title: str) -> Pat
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,17 @@ class Suite:
     description: str
     experiment: str
     specs: list[RunSpec] = field(default_factory=list)
+
+
+#: what a suite's name may hold: it is matched inside tracking-store filters and file names
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a suite; else a UsageError saying what a name may hold."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"suite name {name!r}: use 1 to 100 letters, digits, '_', '.' or '-'")
+    return name
 
 
 def find_suite(name: str) -> Path:
@@ -133,7 +145,7 @@ def parse_suite(text: str, name: str) -> Suite:
     if unknown:
         raise UsageError(f"suite {name}: unknown keys {sorted(unknown)}; allowed: "
                          f"{sorted(allowed)}")
-    suite_name = str(data.get("name", name))
+    suite_name = check_name(str(data.get("name", name)))
     common = _run_settings(data, f"suite {suite_name}")
     suite = Suite(suite_name, str(data.get("description", "")),
                   str(data.get("experiment", f"suite-{suite_name}")))

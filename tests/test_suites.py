@@ -122,6 +122,27 @@ def test_an_interrupted_bench_resumes_without_repeating_finished_runs(with_toy, 
     assert "comparison-tiny.png" in [a.path for a in client.list_artifacts(parent[0])]
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["compare", "--suite", "x' OR '1'='1"], "suite name \"x' OR '1'='1\": use 1 to 100"),
+    (["compare", "--plot", "/nonexistent/x.png"], "--plot '/nonexistent/x.png': folder "
+                                                   "'/nonexistent' does not exist"),
+    (["compare", "--csv", "no/such/folder/runs.csv"], "--csv 'no/such/folder/runs.csv'"),
+    (["ui", "--port", "-1"], "--port must lie in [1, 65535], not -1"),
+    (["ui", "--port", "99999999"], "--port must lie in [1, 65535], not 99999999"),
+    (["ui", "--host", "bad host name"], "--host 'bad host name' is not an address"),
+])
+def test_compare_and_ui_refuse_bad_values_in_one_line(workdir, capsys, argv, message):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in out + err
+    assert not Path("/nonexistent").exists() and not Path("no").exists()
+
+
+def test_a_suite_name_that_cannot_be_matched_safely_is_refused():
+    with pytest.raises(UsageError, match="suite name 'a b': use 1 to 100 letters"):
+        suites.parse_suite(SUITE.replace("name: tiny", "name: a b"), "x")
+
+
 def test_compare_summarizes_by_setting_with_sample_std():
     runs = pd.DataFrame({
         "run_id": list("abcd"), "params.model": ["m"] * 4, "params.dataset": ["d"] * 4,
