@@ -107,13 +107,12 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
         run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
         with stop.installed():
             result = _loop(run, stop, progress, logged)
+        run.save_checkpoint()
         if stop.requested:
             status = "KILLED"
-            run.save_checkpoint()
             echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
                  f"`disentangle run --resume {run.run_id}`")
         else:
-            run.save_checkpoint()
             echo("evaluating...")
             result = artifacts.log_evaluation(run, echo, progress=progress)
             artifacts.log_final(run, result)
@@ -144,6 +143,8 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
     again, and a periodic evaluation already logged at its step is not repeated.
     """
     s, registry, window = run.plan.settings, run.registry, run.window
+    evaluated_through = max((step for k, step in logged.items() if k.startswith("eval/")),
+                            default=-1)
     last = Evaluation()
     bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
@@ -177,9 +178,8 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                 window.clear()
             if run.step % s.checkpoint_every == 0:
                 run.save_checkpoint()
-            evaluated = any(k.startswith("eval/") and step >= run.step
-                            for k, step in logged.items())
-            if run.step % s.eval_every == 0 and run.step < s.steps and not evaluated:
+            if (run.step % s.eval_every == 0 and run.step < s.steps
+                    and run.step > evaluated_through):
                 last = artifacts.log_evaluation(run, bar.write, progress=progress)
     return last
 

@@ -14,7 +14,6 @@ inverse pairs: a round trip gives back equal configs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -81,9 +80,7 @@ def from_params(params: dict[str, str], model_cls: type) -> tuple[RunConfig, Any
     """The typed configs of flat MLflow params written by :func:`to_params`."""
     model = {k[len(MODEL_PREFIX):]: v for k, v in params.items() if k.startswith(MODEL_PREFIX)}
     run = {k: v for k, v in params.items() if not k.startswith(MODEL_PREFIX)}
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    run_values = cfg.parse_assignments(RunConfig, {k: v for k, v in run.items() if k in names},
-                                       "run")
+    run_values = cfg.parse_assignments(RunConfig, run, "run")
     model_values = cfg.parse_assignments(model_cls.Config, model, run.get("model", "model"))
     return (cfg.instantiate(RunConfig, run_values, "run"),
             cfg.instantiate(model_cls.Config, model_values, run.get("model", "model")))

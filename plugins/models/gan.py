@@ -272,26 +272,28 @@ class GANBase(Model):
         (None for an unconditional GAN; a projection discriminator uses them)."""
         return self.discriminator(images, labels)
 
-    def _labels(self, factors: np.ndarray | None, latent: Any) -> torch.Tensor | None:
-        """The labels D is told: of real images (from ``factors``) or generated ones."""
+    def _real_labels(self, factors: np.ndarray) -> torch.Tensor | None:
+        """The labels D is told for real images: the condition's column of their factors."""
         if self.condition is None:
             return None
-        if factors is None:
-            return latent.labels.to(self.device)
         return torch.as_tensor(np.asarray(factors)[:, self.condition.column],
                                dtype=torch.long, device=self.device)
+
+    def _fake_labels(self, latent: Any) -> torch.Tensor | None:
+        """The labels D is told for images made from ``latent``: the ones they were made for."""
+        return None if self.condition is None else latent.labels.to(self.device)
 
     def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
         cfg = self.config
         n = images.shape[0]
         real = images.to(self.device)
 
-        real_labels = self._labels(factors, None)
+        real_labels = self._real_labels(factors)
         latent = self.sample_latent(n)
         with torch.no_grad():
             fake = self.generator(self.latent_vector(latent))
         real_logit, q_real = self.discriminate(real, real_labels)
-        fake_logit, q_fake = self.discriminate(fake, self._labels(None, latent))
+        fake_logit, q_fake = self.discriminate(fake, self._fake_labels(latent))
         d_adv = adversarial_loss(cfg.loss, real_logit, fake_logit, for_generator=False)
         d_real_code, logged_real = self.real_code_loss(q_real, real_labels)
         d_loss = d_adv + self.code_loss(q_fake, latent)[0] + d_real_code
@@ -302,7 +304,7 @@ class GANBase(Model):
         for _ in range(cfg.g_steps):
             latent = self.sample_latent(n)
             fake_logit, q_fake = self.discriminate(self.generator(self.latent_vector(latent)),
-                                                   self._labels(None, latent))
+                                                   self._fake_labels(latent))
             g_adv = adversarial_loss(cfg.loss, None, fake_logit, for_generator=True)
             g_code, logged = self.code_loss(q_fake, latent)
             self.opt_g.zero_grad(set_to_none=True)
