@@ -7,6 +7,7 @@ the command line prints as one ``error: ...`` line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from pathlib import Path
@@ -186,6 +187,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("no finished runs match" + (f" suite {args.suite!r}" if args.suite
                                                      else "") + f" in {tracker.uri}")
     metrics = list(_metric_names(args.metrics) or compare.metric_names(runs))
+    if not metrics:
+        raise UsageError(f"the {len(runs)} matching run(s) logged no eval scores to compare")
     table = compare.tidy(runs, metrics)
     summary = compare.summarize(table, metrics)
     shown = compare.formatted(summary, metrics)
@@ -211,9 +214,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    import signal
     import subprocess
 
-    from disentangle.tracking import resolve_uri
+    from disentangle.stores import check_store, resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -225,13 +229,33 @@ def cmd_ui(args: argparse.Namespace) -> int:
     except (OSError, UnicodeError) as exc:
         raise UsageError(f"--host {args.host!r} is not an address of this machine: {exc}"
                          ) from None
+    check_store(uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)",
+          flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # the server runs in its own process group, so that stopping this command in any way
+    # (Ctrl-C, SIGTERM, SIGHUP) stops the whole server with it and leaves no orphan
+    server = subprocess.Popen(command, start_new_session=True)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(command)
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
 
 
 def cmd_list(args: argparse.Namespace) -> int:

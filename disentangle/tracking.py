@@ -13,7 +13,6 @@ import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -22,8 +21,8 @@ from typing import Any
 
 from disentangle.errors import UsageError
 from disentangle.journal import Journal
+from disentangle.stores import check_store, resolve_uri
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 #: MLflow's batch limits: at most this many params / metrics per ``log_batch`` call.
 _BATCH = 100
 
@@ -60,36 +59,9 @@ def runs_cache() -> Path:
     return cache_home() / "runs"
 
 
-def resolve_uri(uri: str | None = None) -> str:
-    """The tracking URI to use, with a relative SQLite path made absolute."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    elif "://" not in uri:
-        uri = str(Path(uri).resolve())
-    return uri
-
-
 def ui_command(uri: str) -> str:
     """The shell command that opens the MLflow UI on this store."""
     return f"mlflow ui --backend-store-uri '{uri}'"
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail early, with a clear message, when the store cannot be used."""
-    scheme = urllib.parse.urlparse(uri).scheme
-    if scheme == "sqlite":
-        folder = Path(uri[len("sqlite:///"):]).parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UsageError(f"tracking store {uri}: folder {folder} does not exist or is "
-                             "not writable")
-    elif scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
-                pass
-        except (urllib.error.URLError, OSError) as exc:
-            raise UsageError(f"cannot reach the MLflow tracking server at {uri}: "
-                             f"{getattr(exc, 'reason', exc)}") from None
 
 
 class Tracker:
@@ -100,7 +72,7 @@ class Tracker:
 
     def __init__(self, uri: str | None = None, warn: Callable[[str], None] | None = None):
         self.uri = resolve_uri(uri)
-        check_reachable(self.uri)
+        check_store(self.uri)
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # a tracking server that goes away mid-run should cost seconds, not minutes of retries

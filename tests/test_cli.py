@@ -126,7 +126,7 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--resume", "0123abcd"],
      "no run with id '0123abcd'"),
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--tracking-uri",
-      "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+      "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at 'http://127.0.0.1:9'"),
     (["show", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     (["data", "fetch", "toy_blobs"], "dataset 'toy_blobs' has no files to download"),
 ])
