@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,39 @@ def load(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UsageError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, "
-            f"which could run code when loaded ({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise UsageError(f"checkpoint {path} is corrupt or truncated: {exc}") from None
+        if "Unsupported global" in str(exc):  # a pickle naming code to call
+            raise UsageError(f"refusing to load {path}: it holds objects other than tensors "
+                             "and plain data, which could run code when loaded") from None
+        raise UsageError(f"checkpoint {path} is corrupt: not a pickle of tensors") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 (torn or random bytes fail in any way)
+        raise UsageError(f"checkpoint {path} is corrupt or truncated: {_first_line(exc)}"
+                         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a disentangle checkpoint (format {FORMAT})")
     return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def nonfinite(state: Any, where: str = "") -> str | None:
+    """Where ``state`` (nested dicts and lists of tensors) first holds a NaN or infinite
+    value, as a key path, or None when it holds none."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            return None if bool(torch.isfinite(state).all()) else where or "value"
+        return None
+    items = (state.items() if isinstance(state, dict)
+             else enumerate(state) if isinstance(state, (list, tuple)) else ())
+    for key, value in items:
+        found = nonfinite(value, f"{where}/{key}" if where else str(key))
+        if found:
+            return found
+    return None
 
 
 class RunLock:

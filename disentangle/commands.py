@@ -52,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if overrides:
             raise UsageError("--set cannot change the hyper-parameters of a resumed run")
         tracker = Tracker(args.tracking_uri)
-        run = open_run(args.resume, registry, tracker, steps=args.steps, device=args.device)
+        run = open_run(args.resume, registry, tracker, restart=True, steps=args.steps,
+                       device=args.device)
         for key in ("model", "dataset"):
             given, stored = getattr(args, key), getattr(run.plan.settings, key)
             if given is not None and given != stored:

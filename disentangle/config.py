@@ -52,10 +52,12 @@ class RunConfig:
                 raise ValueError(f"{key} must lie in [{low:,}, {high:,}], not {value:,}")
 
 
-#: the ranges the run settings must lie in: seeds are what numpy and torch can be seeded with;
-#: the upper bounds of steps and sizes are far past any schedule a run can finish
-_RANGES = (("seed", 0, 2**63 - 1), ("steps", 0, 10**9), ("batch_size", 1, 100_000),
-           ("eval_every", 1, 10**9), ("checkpoint_every", 1, 10**9), ("log_every", 1, 10**9))
+#: the most steps a run (or an interval of it) may have: far past any schedule that can finish
+STEP_LIMIT = 10**9
+#: the ranges the run settings must lie in: seeds are what numpy and torch can be seeded with
+_RANGES = (("seed", 0, 2**63 - 1), ("steps", 0, STEP_LIMIT), ("batch_size", 1, 100_000),
+           ("eval_every", 1, STEP_LIMIT), ("checkpoint_every", 1, STEP_LIMIT),
+           ("log_every", 1, STEP_LIMIT))
 
 
 def fields_help(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -24,11 +24,16 @@ class NotApplicable(Exception):
 
 
 class DivergenceError(RuntimeError):
-    """A training loss became NaN or infinite."""
+    """Training diverged: a loss, or the state about to be checkpointed, is NaN or infinite."""
 
-    def __init__(self, loss: str, step: int, value: float):
-        super().__init__(f"loss {loss!r} diverged at step {step} (value {value})")
-        self.loss, self.step, self.value = loss, step, value
+    @classmethod
+    def loss(cls, name: str, step: int, value: float) -> DivergenceError:
+        return cls(f"loss {name!r} diverged at step {step} (value {value})")
+
+    @classmethod
+    def state(cls, where: str, step: int) -> DivergenceError:
+        return cls(f"the training state holds NaN or infinite values at step {step} "
+                   f"({where}); it was not checkpointed")
 
 
 class PluginError(RuntimeError):

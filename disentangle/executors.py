@@ -83,10 +83,10 @@ def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry,
     run = None
     if found is not None and found.info.status != "FAILED":
         try:
-            run = open_run(found.info.run_id, registry, tracker)
+            run = open_run(found.info.run_id, registry, tracker, restart=True)
             action = "resumed"
-        except NoCheckpoint:
-            tracker.end(found.info.run_id, "FAILED")  # died before its first checkpoint
+        except NoCheckpoint:  # died before it recorded its configuration
+            tracker.end(found.info.run_id, "FAILED")
     if run is None:
         tags = {SUITE_TAG: suite_name, KEY_TAG: spec.key, PARENT_TAG: parent_id}
         plan = plan_new(spec.config, dict(spec.overrides), registry)

@@ -122,8 +122,9 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
         echo(f"\ninterrupted again: kept the checkpoint of an earlier step; continue "
              f"with `disentangle run --resume {run.run_id}`")
     except DivergenceError as exc:
-        echo(f"\nerror: {exc}. The last good checkpoint is kept at "
-             f"{run.checkpoint}; lower the learning rates or check the data.")
+        kept = (f"the last good checkpoint, of step {run.kept}, is kept at {run.checkpoint}"
+                if run.kept is not None else "no checkpoint was written before it")
+        echo(f"\nerror: {exc}; {kept}. Lower the learning rates or check the data.")
     except PluginError as exc:
         report = run.checkpoint.parent.parent / "error.txt"
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                 losses = run.model.train_step(images, factors, run.step)
             for key, value in losses.items():
                 if not math.isfinite(value):
-                    raise DivergenceError(key, run.step + 1, value)
+                    raise DivergenceError.loss(key, run.step + 1, value)
                 window.setdefault(key, []).append(value)
             run.step += 1
             bar.update(1)

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from disentangle import checkpoints, record
 from disentangle.checkpoints import RunLock
+from disentangle.config import STEP_LIMIT
 from disentangle.device import resolve_device
-from disentangle.errors import NoCheckpoint, UsageError
+from disentangle.errors import DivergenceError, NoCheckpoint, UsageError
 from disentangle.models import Model
 from disentangle.plan import Plan, plan_stored
 from disentangle.provenance import run_tags
@@ -57,15 +59,26 @@ class Run:
     lock: RunLock
     resumed: bool
     window: dict[str, list[float]] = field(default_factory=dict)
+    #: the step of the checkpoint kept for this run, None while it has none
+    kept: int | None = None
 
     def save_checkpoint(self) -> None:
-        """Atomically write the checkpoint (and upload it when the store is remote)."""
+        """Atomically write the checkpoint (and upload it when the store is remote).
+
+        A state holding NaN or infinity is never written: it raises DivergenceError and the
+        checkpoint of an earlier step stays.
+        """
+        state = self.model.checkpoint_state()
+        bad = checkpoints.nonfinite(state)
+        if bad:
+            raise DivergenceError.state(bad, self.step)
         checkpoints.save(self.checkpoint, {
             "step": self.step,
             "config": record.to_json(self.plan.settings, self.plan.model_config),
-            "model": self.model.checkpoint_state(),
+            "model": state,
             "window": self.window,
         })
+        self.kept = self.step
         if self.upload:
             self.tracker.log_artifact(self.run_id, self.checkpoint, "checkpoints")
 
@@ -108,18 +121,108 @@ def new_run(plan: Plan, registry: Registry, tracker: Tracker,
     return _handle(plan, model, device, registry, tracker, run_id, 0, resumed=False)
 
 
-def open_run(run_id: str, registry: Registry, tracker: Tracker, **changes: Any) -> Run:
+def open_run(run_id: str, registry: Registry, tracker: Tracker, restart: bool = False,
+             **changes: Any) -> Run:
     """Reopen logged run ``run_id`` at its latest checkpoint, with ``changes`` to its
-    settings (those given: ``steps`` to extend it, ``device``, ``metrics``)."""
-    state = load_checkpoint(tracker, run_id)
-    plan = plan_stored(record.from_json(state["config"]), registry, **changes)
+    settings (those given: ``steps`` to extend it, ``device``, ``metrics``).
+
+    With ``restart``, a run that stopped before writing its first checkpoint is reopened at
+    step 0 from its ``config.yaml``: every draw depends on the seed alone, so it trains again
+    exactly as it did. A checkpoint that is not what this run's model wrote (keys, types,
+    step, tensor shapes) is refused with one line.
+    """
+    try:
+        state = load_checkpoint(tracker, run_id)
+    except NoCheckpoint:
+        if not restart:
+            raise
+        stored, step, window, model_state = _stored_config(tracker, run_id), 0, {}, None
+    else:
+        stored, step, window = _checked(state, run_id)
+        model_state = state["model"]
+    try:
+        plan = plan_stored(stored, registry, **changes)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise UsageError(f"run {run_id}: its stored configuration is not a run record "
+                         f"({type(exc).__name__}: {exc})") from None
     device = resolve_device(plan.settings.device)
     model = build_model(plan, device)
-    model.load_checkpoint_state(state["model"])
-    run = _handle(plan, model, device, registry, tracker, run_id, int(state["step"]),
-                  resumed=True)
-    run.window = {k: [float(v) for v in values] for k, values in state.get("window", {}).items()}
+    if model_state is not None:
+        _load_state(model, model_state, run_id)
+    run = _handle(plan, model, device, registry, tracker, run_id, step, resumed=True)
+    run.window, run.kept = window, step if model_state is not None else None
     return run
+
+
+def _stored_config(tracker: Tracker, run_id: str) -> dict[str, Any]:
+    """The record in the run's ``config.yaml`` (NoCheckpoint when it has none)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.download(run_id, "config.yaml", Path(tmp))
+        text = path.read_text() if path is not None and path.is_file() else None
+    if text is None:
+        raise NoCheckpoint(f"run {run_id} has neither a checkpoint nor a config.yaml to "
+                           "resume from")
+    try:
+        stored = yaml.safe_load(text)
+    except yaml.YAMLError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise UsageError(f"run {run_id}: its config.yaml is not a run record")
+    return stored
+
+
+def _checked(state: dict[str, Any], run_id: str) -> tuple[dict[str, Any], int,
+                                                          dict[str, list[float]]]:
+    """The record, step and loss window of a checkpoint whose structure is checked."""
+    def refuse(problem: str) -> UsageError:
+        return UsageError(f"the checkpoint of run {run_id} is not one this program wrote: "
+                          f"{problem}")
+
+    missing = [key for key in ("step", "config", "model") if key not in state]
+    if missing:
+        raise refuse(f"it has no {', '.join(missing)}")
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= STEP_LIMIT:
+        raise refuse(f"its step is {step!r}, not a whole number in [0, {STEP_LIMIT:,}]")
+    if not isinstance(state["config"], str):
+        raise refuse("its config is not JSON text")
+    try:
+        stored = record.from_json(state["config"])
+    except ValueError:
+        raise refuse("its config is not JSON text") from None
+    if not isinstance(stored, dict):
+        raise refuse("its config is not a run record")
+    if not isinstance(state["model"], dict):
+        raise refuse("its model state is not a mapping")
+    bad = checkpoints.nonfinite(state["model"])
+    if bad:
+        raise refuse(f"its model state holds NaN or infinite values ({bad})")
+    window = state.get("window", {})
+    if not isinstance(window, dict) or not all(
+            isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
+            for values in window.values()):
+        raise refuse("its loss window is not lists of numbers")
+    return stored, step, {str(k): [float(v) for v in values] for k, values in window.items()}
+
+
+def _load_state(model: Model, state: dict[str, Any], run_id: str) -> None:
+    """Load a checkpoint's model state, refusing one whose tensors do not fit the model."""
+    try:
+        model.load_checkpoint_state(state)
+        for name, optimizer in model.optimizers().items():
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    for key, value in optimizer.state.get(param, {}).items():
+                        if (isinstance(value, torch.Tensor) and value.dim() > 0
+                                and value.shape != param.shape):
+                            raise ValueError(f"optimizer {name!r} state {key!r} has shape "
+                                             f"{tuple(value.shape)} for a parameter of "
+                                             f"shape {tuple(param.shape)}")
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        text = str(exc).strip().splitlines()
+        raise UsageError(f"the checkpoint of run {run_id} does not fit model "
+                         f"{model.__class__.__name__}: {type(exc).__name__}: "
+                         f"{text[0] if text else ''}") from None
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
