@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from disentangle.errors import NoCheckpoint, UsageError
+from disentangle.lease import settle
 from disentangle.loop import train
 from disentangle.plan import plan_new
 from disentangle.registry import Registry, get_registry
@@ -64,7 +65,7 @@ def existing_run(tracker: Any, spec: RunSpec) -> Any:
         return None
     runs = client.search_runs([experiment.experiment_id], f"tags.`{KEY_TAG}` = '{spec.key}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+    return settle(tracker, runs[0]) if runs else None
 
 
 def run_spec(spec: RunSpec, suite_name: str, parent_id: str, registry: Registry, tracker: Any,

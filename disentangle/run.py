@@ -21,10 +21,10 @@ import torch
 import yaml
 
 from disentangle import checkpoints, record
-from disentangle.checkpoints import RunLock
 from disentangle.config import STEP_LIMIT
 from disentangle.device import resolve_device
 from disentangle.errors import DivergenceError, NoCheckpoint, UsageError
+from disentangle.lease import RunLease, settle
 from disentangle.models import Model
 from disentangle.plan import Plan, plan_stored
 from disentangle.provenance import run_tags
@@ -41,7 +41,8 @@ class Run:
 
     ``checkpoint`` is the local checkpoint file: in the run's artifact folder when the
     artifact store is on this file system, else in the run's cache folder, and then also
-    uploaded after each write (``upload``). ``lock`` is held while the run trains.
+    uploaded after each write (``upload``). ``lock`` is held while the run trains (see
+    :mod:`disentangle.lease`).
     ``resumed`` says whether the run existed before this handle. ``window`` holds the
     training losses of the steps since the last logged mean (checkpointed with the model, so a
     resumed run logs the same means as an uninterrupted one).
@@ -56,7 +57,7 @@ class Run:
     step: int
     checkpoint: Path
     upload: bool
-    lock: RunLock
+    lock: RunLease
     resumed: bool
     window: dict[str, list[float]] = field(default_factory=dict)
     #: the step of the checkpoint kept for this run, None while it has none
@@ -99,7 +100,7 @@ def _handle(plan: Plan, model: Model, device: torch.device, registry: Registry,
     local = tracker.local_artifact_dir(run_id)
     return Run(plan, model, device, registry, tracker, run_id, step,
                (local or run_cache(run_id)) / CHECKPOINT, local is None,
-               RunLock(run_cache(run_id) / "lock"), resumed)
+               RunLease(tracker, run_id, run_cache(run_id) / "lock"), resumed)
 
 
 def new_run(plan: Plan, registry: Registry, tracker: Tracker,
@@ -226,8 +227,10 @@ def _load_state(model: Model, state: dict[str, Any], run_id: str) -> None:
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:
-    """The latest checkpoint of a run: local copy first, else downloaded from the store."""
-    tracker.get_run(run_id)
+    """The latest checkpoint of a run: local copy first, else downloaded from the store.
+
+    A run left RUNNING by a process that is gone is closed as KILLED on the way."""
+    settle(tracker, tracker.get_run(run_id))
     local = tracker.local_artifact_dir(run_id)
     candidates = [local / CHECKPOINT] if local is not None else []
     candidates.append(run_cache(run_id) / CHECKPOINT)

@@ -18,6 +18,7 @@ import disentangle
 from disentangle import checkpoints, pictures
 from disentangle.cli import main
 from disentangle.errors import UsageError
+from disentangle.lease import settle
 from disentangle.run import CHECKPOINT
 from disentangle.tracking import Tracker, run_cache
 
@@ -230,3 +231,41 @@ def test_names_from_plugins_and_users_cannot_escape_the_run_folder(with_toy, cap
         run_cache("../../etc")
     assert main(["run", "--resume", "../../somewhere"]) == 2
     assert "error: no run with id '../../somewhere'" in capsys.readouterr().err
+
+
+def test_a_second_resume_through_another_cache_folder_is_refused(with_toy, toy_site, capsys,
+                                                                 monkeypatch, tmp_path):
+    proc = _spawn(toy_site, [*RUN, "--steps", "100000"])
+    try:
+        _wait_for(lambda: len(_runs()) == 1 and _checkpoint(_runs()[0]).is_file(), "a checkpoint")
+        run_id = _runs()[0].info.run_id
+        monkeypatch.setenv("DISENTANGLE_CACHE", str(tmp_path / "another-cache"))
+        assert main(["run", "--resume", run_id, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"run {run_id} is being trained right now by process {proc.pid} on " in err
+        assert "its lease in the tracking store lapses in" in err
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    # the holder is gone: its lease is free at once on its own host, and a look at the run
+    # closes it instead of leaving it RUNNING
+    tracker = Tracker(f"sqlite:///{Path('mlflow.db').resolve()}")
+    assert settle(tracker, tracker.get_run(run_id)).info.status == "KILLED"
+
+
+def test_a_lease_held_on_another_host_is_honoured_until_it_lapses(with_toy, capsys,
+                                                                  monkeypatch):
+    import json
+
+    from disentangle.lease import TAG
+
+    assert main([*RUN, "--steps", "3", "--set", "step_delay=0"]) == 0
+    capsys.readouterr()
+    run_id = _runs()[0].info.run_id
+    lease = {"host": "another-machine", "pid": 1, "token": "t", "expires": time.time() + 30}
+    _client().set_tag(run_id, TAG, json.dumps(lease))
+    assert main(["run", "--resume", run_id, "--steps", "6", "--no-progress"]) == 2
+    assert "by process 1 on another-machine" in capsys.readouterr().err
+    _client().set_tag(run_id, TAG, json.dumps({**lease, "expires": time.time() - 1}))
+    assert main(["run", "--resume", run_id, "--steps", "6", "--no-progress"]) == 0
+    assert TAG not in _client().get_run(run_id).data.tags  # given back at the end
