@@ -18,17 +18,22 @@ from disentangle.run import Run
 
 def log_evaluation(run: Run, echo: Callable[[str], None],
                    params: dict[str, dict[str, Any]] | None = None,
-                   progress: bool = False) -> Evaluation:
+                   progress: bool = False, logged: dict[str, int] | None = None) -> Evaluation:
     """Score the run's model with its metrics, log ``eval/<score>`` at its step, print the
     scores, and tell the plugins (``disentangle_after_eval``).
 
-    ``params`` overrides metric sampler parameters (metric name -> name -> value).
+    ``params`` overrides metric sampler parameters (metric name -> name -> value). Scores
+    the store already holds at this step (``logged``: key -> last logged step; a resumed
+    run that stopped after logging its final evaluation) are not logged twice.
     """
     s = run.plan.settings
     result = evaluate(run.model, run.plan.dataset, run.registry.metrics(s.metrics), s.seed,
                       params, progress=progress)
-    run.tracker.log_metrics(run.run_id, {f"eval/{k}": v for k, v in result.scores.items()},
-                            run.step)
+    logged = logged or {}
+    fresh = {f"eval/{k}": v for k, v in result.scores.items()
+             if logged.get(f"eval/{k}", -1) < run.step}
+    if fresh:
+        run.tracker.log_metrics(run.run_id, fresh, run.step)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in result.scores.items() if "." not in k)
     echo(f"step {run.step}: {shown or 'no scores'}"
          + "".join(f"\n  {k} skipped: {why}" for k, why in result.skipped.items()))

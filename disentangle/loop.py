@@ -56,27 +56,39 @@ class RunResult:
 
 
 class _StopRequest:
-    """Turns the first Ctrl-C into a request to stop cleanly after the current step."""
+    """What Ctrl-C (SIGINT) and SIGTERM do while a run trains.
+
+    While training (``mode`` "train") the first one requests a clean stop after the current
+    step, and a second interrupts at once. In the final evaluation ("evaluate"), when the
+    last checkpoint is already written, one interrupts at once. While the run's record is
+    being closed ("close") they are held off, so the record is never left half-written.
+    """
+
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
+        self.mode = "train"
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: Any) -> None:
-            if self.requested:
+            if self.mode == "close":
+                return
+            if self.requested or self.mode == "evaluate":
                 raise KeyboardInterrupt
             self.requested = True
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            previous = {sig: signal.signal(sig, handler) for sig in self.signals}
+        except ValueError:  # not the main thread: leave the signals as they are
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) -> RunResult:
@@ -97,43 +109,52 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
             raise UsageError(f"run {run.run_id} already completed {run.step} of {s.steps} "
                              f"steps; pass a larger --steps to extend it")
         logged = run.tracker.logged_steps(run.run_id)
-    run.lock.acquire()
-    if run.resumed:
-        run.tracker.reopen(run.run_id)
-        echo(f"resuming run {run.run_id} at step {run.step} of {s.steps} on {run.device}")
     stop, started = _StopRequest(), time.perf_counter()
     status, result = "FAILED", Evaluation()
-    try:
-        run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
-        with stop.installed():
+    with stop.installed():
+        run.lock.acquire()
+        if run.resumed:
+            run.tracker.reopen(run.run_id)
+            echo(f"resuming run {run.run_id} at step {run.step} of {s.steps} on {run.device}")
+        try:
+            run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
             result = _loop(run, stop, progress, logged)
-        run.save_checkpoint()
-        if stop.requested:
+            run.save_checkpoint()
+            if stop.requested:
+                status = "KILLED"
+                echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
+                     f"`disentangle run --resume {run.run_id}`")
+            else:
+                stop.mode = "evaluate"
+                echo("evaluating...")
+                result = artifacts.log_evaluation(run, echo, progress=progress,
+                                                  logged=logged)
+                artifacts.log_final(run, result)
+                status = "FINISHED"
+        except KeyboardInterrupt:
             status = "KILLED"
-            echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
-                 f"`disentangle run --resume {run.run_id}`")
-        else:
-            echo("evaluating...")
-            result = artifacts.log_evaluation(run, echo, progress=progress)
-            artifacts.log_final(run, result)
-            status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        echo(f"\ninterrupted again: kept the checkpoint of an earlier step; continue "
-             f"with `disentangle run --resume {run.run_id}`")
-    except DivergenceError as exc:
-        kept = (f"the last good checkpoint, of step {run.kept}, is kept at {run.checkpoint}"
-                if run.kept is not None else "no checkpoint was written before it")
-        echo(f"\nerror: {exc}; {kept}. Lower the learning rates or check the data.")
-    except PluginError as exc:
-        report = run.checkpoint.parent.parent / "error.txt"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(traceback.format_exc())
-        echo(f"\nerror: {exc}\nThe run is marked failed; its last checkpoint is kept "
-             f"at {run.checkpoint}; the full traceback is in {report}.")
-    finally:
-        run.tracker.end(run.run_id, status)
-        run.lock.release()
+            kept = (f"kept the checkpoint of step {run.kept}" if run.kept is not None
+                    else "no checkpoint was written yet, so it starts again from step 0")
+            echo(f"\ninterrupted: {kept}; continue with `disentangle run --resume {run.run_id}`")
+        except DivergenceError as exc:
+            kept = (f"the last good checkpoint, of step {run.kept}, is kept at {run.checkpoint}"
+                    if run.kept is not None else "no checkpoint was written before it")
+            echo(f"\nerror: {exc}; {kept}. Lower the learning rates or check the data.")
+        except (MemoryError, torch.OutOfMemoryError, PluginError) as exc:
+            if _out_of_memory(exc):
+                echo(f"\nerror: out of memory on {run.device} at step {run.step + 1} with "
+                     f"batch size {s.batch_size:,}; lower --batch-size. The run is marked "
+                     "failed.")
+            else:
+                report = run.checkpoint.parent.parent / "error.txt"
+                report.parent.mkdir(parents=True, exist_ok=True)
+                report.write_text(traceback.format_exc())
+                echo(f"\nerror: {exc}\nThe run is marked failed; its last checkpoint is "
+                     f"kept at {run.checkpoint}; the full traceback is in {report}.")
+        finally:
+            stop.mode = "close"
+            run.tracker.end(run.run_id, status)
+            run.lock.release()
     return RunResult(run.run_id, status, run.step, result, time.perf_counter() - started)
 
 
@@ -183,6 +204,13 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                     and run.step > evaluated_through):
                 last = artifacts.log_evaluation(run, bar.write, progress=progress)
     return last
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the plugin error it caused) is an allocation failing."""
+    error = exc.error if isinstance(exc, PluginError) else exc
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
 def _duration(seconds: float) -> str:

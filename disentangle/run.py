@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from disentangle import checkpoints, record
 from disentangle.config import STEP_LIMIT
-from disentangle.device import resolve_device
+from disentangle.device import check_batch_fits, resolve_device
 from disentangle.errors import DivergenceError, NoCheckpoint, UsageError
 from disentangle.lease import RunLease, settle
 from disentangle.models import Model
@@ -33,6 +32,8 @@ from disentangle.tracking import Tracker, run_cache
 
 #: the checkpoint's path among a run's artifacts
 CHECKPOINT = "checkpoints/last.pt"
+#: the run tag holding the run's record (as JSON), set when the run is created
+CONFIG_TAG = "disentangle.config"
 
 
 @dataclass
@@ -85,14 +86,17 @@ class Run:
 
 
 def build_model(plan: Plan, device: torch.device) -> Model:
-    """The model, initialised from the run's seed (so two runs of one seed start equal)."""
+    """The model, initialised from the run's seed (so two runs of one seed start equal),
+    once the batch is known to fit the device's memory."""
+    check_batch_fits(plan.settings.batch_size, tuple(plan.dataset.image_shape), device)
     torch.manual_seed(plan.settings.seed)
     try:
         return plan.model_cls(plan.model_config, plan.dataset, device)
     except Exception as exc:
+        lines = str(exc).strip().splitlines()
         raise UsageError(f"model {plan.settings.model!r} cannot be built with these "
                          f"hyper-parameters on {plan.settings.dataset!r}: "
-                         f"{type(exc).__name__}: {exc}") from None
+                         f"{type(exc).__name__}: {lines[0] if lines else ''}") from None
 
 
 def _handle(plan: Plan, model: Model, device: torch.device, registry: Registry,
@@ -105,13 +109,16 @@ def _handle(plan: Plan, model: Model, device: torch.device, registry: Registry,
 
 def new_run(plan: Plan, registry: Registry, tracker: Tracker,
             tags: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> Run:
-    """Build the model of a planned run and open its MLflow run (not trained yet): tags,
-    flat params and ``config.yaml`` are recorded."""
+    """Build the model of a planned run and open its MLflow run (not trained yet): tags
+    (the record among them), flat params and ``config.yaml`` are recorded."""
     s = plan.settings
     device = resolve_device(s.device)
-    model = build_model(plan, device)
+    model = build_model(plan, device)  # first: a model or batch that cannot be made leaves no run
+    # the record travels in a tag of the new run, so a run killed at any moment after it
+    # exists can be started again from it
     run_id = tracker.start_run(s.experiment or s.dataset, f"{s.model}-{s.dataset}-{s.seed}",
-                               {**run_tags(plan, registry, device), **(tags or {})})
+                               {**run_tags(plan, registry, device), **(tags or {}),
+                                CONFIG_TAG: record.to_json(s, plan.model_config)})
     tracker.log_params(run_id, record.to_params(s, plan.model_config))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
@@ -128,9 +135,9 @@ def open_run(run_id: str, registry: Registry, tracker: Tracker, restart: bool = 
     settings (those given: ``steps`` to extend it, ``device``, ``metrics``).
 
     With ``restart``, a run that stopped before writing its first checkpoint is reopened at
-    step 0 from its ``config.yaml``: every draw depends on the seed alone, so it trains again
-    exactly as it did. A checkpoint that is not what this run's model wrote (keys, types,
-    step, tensor shapes) is refused with one line.
+    step 0 from the record it was created with: every draw depends on the seed alone, so it
+    trains again exactly as it did. A checkpoint that is not what this run's model wrote
+    (keys, types, step, tensor shapes) is refused with one line.
     """
     try:
         state = load_checkpoint(tracker, run_id)
@@ -156,19 +163,17 @@ def open_run(run_id: str, registry: Registry, tracker: Tracker, restart: bool = 
 
 
 def _stored_config(tracker: Tracker, run_id: str) -> dict[str, Any]:
-    """The record in the run's ``config.yaml`` (NoCheckpoint when it has none)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.download(run_id, "config.yaml", Path(tmp))
-        text = path.read_text() if path is not None and path.is_file() else None
+    """The record the run was created with (NoCheckpoint when it has none)."""
+    text = tracker.get_run(run_id).data.tags.get(CONFIG_TAG)
     if text is None:
-        raise NoCheckpoint(f"run {run_id} has neither a checkpoint nor a config.yaml to "
-                           "resume from")
+        raise NoCheckpoint(f"run {run_id} has neither a checkpoint nor a recorded "
+                           "configuration to start again from")
     try:
-        stored = yaml.safe_load(text)
-    except yaml.YAMLError:
+        stored = record.from_json(text)
+    except ValueError:
         stored = None
     if not isinstance(stored, dict):
-        raise UsageError(f"run {run_id}: its config.yaml is not a run record")
+        raise UsageError(f"run {run_id}: its {CONFIG_TAG} tag is not a run record")
     return stored
 
 

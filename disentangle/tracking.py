@@ -73,13 +73,15 @@ class Tracker:
     def __init__(self, uri: str | None = None, warn: Callable[[str], None] | None = None):
         self.uri = resolve_uri(uri)
         check_store(self.uri)
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
         # a tracking server that goes away mid-run should cost seconds, not minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow.tracking import MlflowClient
 
+        # (after the import: importing mlflow sets its own loggers to INFO)
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.warn = warn or _warn
         self._journals: dict[str, Journal] = {}

@@ -100,6 +100,65 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(with_t
         assert sorted(ours) == sorted(theirs), key
 
 
+def _same_record(run_id: str, straight) -> None:
+    """Run ``run_id`` ended FINISHED with the weights, scores and metric history of the
+    uninterrupted run ``straight``."""
+    resumed = _client().get_run(run_id)
+    assert resumed.info.status == "FINISHED"
+    a = checkpoints.load(_checkpoint(straight))["model"]["modules"]
+    b = checkpoints.load(_checkpoint(resumed))["model"]["modules"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert set(resumed.data.metrics) == set(straight.data.metrics)
+    for key in straight.data.metrics:
+        ours = [(m.step, m.value) for m in _client().get_metric_history(run_id, key)]
+        theirs = [(m.step, m.value) for m in
+                  _client().get_metric_history(straight.info.run_id, key)]
+        assert sorted(ours) == sorted(theirs), key
+    scores = Path(resumed.info.artifact_uri.removeprefix("file://")) / "scores.json"
+    assert scores.is_file()
+
+
+def test_kill_9_sigint_and_sigterm_anywhere_end_in_the_uninterrupted_run(with_toy, toy_site):
+    """Stops before the first checkpoint, by SIGINT and SIGTERM at random moments, and by
+    kill -9 in the final evaluation: each resume carries on, and the run ends as if it had
+    never stopped."""
+    run = [*RUN, "--checkpoint-every", "30", "--set", "encode_delay=0.05"]
+    assert main(run) == 0
+    straight = _runs()[0]
+    chance = random.Random(5)
+
+    proc = _spawn(toy_site, run)  # 1. kill -9 before the first checkpoint
+    _wait_for(lambda: len(_runs()) == 2, "the run to be created")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run_id = _runs()[1].info.run_id
+    assert not _checkpoint(_runs()[1]).exists()
+    resume = ["run", "--resume", run_id, "--no-progress"]
+    for sig in (signal.SIGINT, signal.SIGTERM):  # 2. a clean stop at a random moment
+        proc = _spawn(toy_site, resume)
+        _wait_for(lambda p=proc: f'"pid": {p.pid},' in
+                  _client().get_run(run_id).data.tags.get("disentangle.lease", ""),
+                  "the resumed run to take its lease")
+        time.sleep(chance.uniform(0.0, 0.5))
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (sig, err)
+        assert _client().get_run(run_id).info.status == "KILLED"
+    proc = _spawn(toy_site, resume)  # 3. kill -9 in the final evaluation
+    _wait_for(lambda: _checkpoint(_runs()[1]).is_file()
+              and checkpoints.load(_checkpoint(_runs()[1]))["step"] == STEPS,
+              "the last checkpoint")
+    assert proc.poll() is None, "the final evaluation ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _client().get_run(run_id).info.status == "RUNNING"
+    proc = _spawn(toy_site, resume)  # 4. finishes the evaluation, trains nothing
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    _same_record(run_id, straight)
+
+
 def test_kill_9_during_checkpoint_writes_never_tears_the_file(tmp_path):
     path = tmp_path / "last.pt"
     writer = (

@@ -54,6 +54,8 @@ class ToyConfig:
     diverge_at: int = option(0, "from this (1-based) step on the loss is NaN; 0: never")
     fail_at: int = option(0, "at this (1-based) step train_step raises; 0: never")
     step_delay: float = option(0.0, "seconds to sleep in each step (to interrupt runs in tests)")
+    encode_delay: float = option(0.0, "seconds to sleep in each encode (to interrupt "
+                                      "evaluations in tests)")
 
 
 class ToyAutoencoder(Model):
@@ -86,6 +88,7 @@ class ToyAutoencoder(Model):
         return {"reconstruction": loss.item()}
 
     def encode(self, images: torch.Tensor) -> Representation:
+        time.sleep(self.config.encode_delay)
         codes = self.encoder(images.to(self.device).flatten(1))
         return Representation(codes.double().cpu().numpy(), np.zeros((len(codes), 0), np.int64))
 
