@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ import yaml
 
 from disentangle import config as cfg
 from disentangle.config import RunConfig
+from disentangle.device import check_device_name
 from disentangle.errors import UsageError
 from disentangle.registry import Registry
 
@@ -79,6 +81,13 @@ class Suite:
     specs: list[RunSpec] = field(default_factory=list)
 
 
+#: bounds on a suite file, which is untrusted input: its size in bytes, the number of YAML
+#: nodes it holds once its aliases are expanded, how deeply it nests, and the runs it makes
+MAX_BYTES = 1_000_000
+MAX_NODES = 100_000
+MAX_DEPTH = 20
+MAX_RUNS = 10_000
+
 #: what a suite's name may hold: it is matched inside tracking-store filters and file names
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
@@ -103,12 +112,53 @@ def find_suite(name: str) -> Path:
                      f"{', '.join(known) or 'none'}")
 
 
+_SCALAR = (str, int, float, bool)
+
+
 def _as_list(value: Any, what: str) -> list[Any]:
-    if isinstance(value, list):
-        return value
-    if isinstance(value, (str, int, float, bool)):
-        return [value]
-    raise UsageError(f"{what} must be a value or a list, not {value!r}")
+    """``value`` as a non-empty list of scalars or lists of scalars."""
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if not (isinstance(item, _SCALAR) or isinstance(item, list)
+                and all(isinstance(x, _SCALAR) for x in item)):
+            raise UsageError(f"{what} must be a value or a list of values, not {item!r}")
+    if not values:
+        raise UsageError(f"{what} is an empty list: it would make no runs")
+    return values
+
+
+def _read(text: str, name: str) -> Any:
+    """The YAML document of a suite, refused when its aliases expand past :data:`MAX_NODES`
+    nodes or it nests deeper than :data:`MAX_DEPTH` (checked on the node graph, before
+    anything is built from it)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise UsageError(f"suite {name}: nested too deeply") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"suite {name}: not valid YAML: {problem}{where}") from None
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise UsageError(f"suite {name}: nested more than {MAX_DEPTH} levels deep")
+        if id(node) not in sizes:
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [n for pair in node.value for n in pair]
+                        if isinstance(node, yaml.MappingNode) else [])
+            sizes[id(node)] = 1 + sum(size(child, depth + 1) for child in children)
+            if sizes[id(node)] > MAX_NODES:
+                raise UsageError(f"suite {name}: its aliases expand to more than "
+                                 f"{MAX_NODES:,} values")
+        return sizes[id(node)]
+
+    if root is None:
+        return None
+    size(root, 0)
+    return yaml.safe_load(text)
 
 
 def _text(value: Any) -> str:
@@ -122,6 +172,11 @@ def _text(value: Any) -> str:
 
 def _run_settings(block: dict[str, Any], where: str) -> dict[str, Any]:
     settings = {k: block[k] for k in RUN_KEYS if k in block}
+    if "device" in settings:
+        try:
+            check_device_name(settings["device"])
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
     if "metrics" in settings:
         settings["metrics"] = tuple(_as_list(settings["metrics"], f"{where}: metrics"))
     try:
@@ -134,10 +189,7 @@ def _run_settings(block: dict[str, Any], where: str) -> dict[str, Any]:
 
 def parse_suite(text: str, name: str) -> Suite:
     """Expand a suite's YAML text into run specs; malformed files raise UsageError."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"suite {name}: not valid YAML: {exc}") from None
+    data = _read(text, name)
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
         raise UsageError(f"suite {name}: expected a mapping with a non-empty 'runs' list")
     allowed = {"name", "description", "experiment", "datasets", "seeds", "runs", *RUN_KEYS}
@@ -160,12 +212,22 @@ def parse_suite(text: str, name: str) -> Suite:
         fixed = entry.get("set") or {}
         if not isinstance(grid, dict) or not isinstance(fixed, dict):
             raise UsageError(f"{where}: 'grid' and 'set' must be mappings")
+        for key in [*grid, *fixed]:
+            if not isinstance(key, str):
+                raise UsageError(f"{where}: {key!r} is not an option name")
+        for key, value in fixed.items():
+            _as_list(value, f"{where}: set {key}")
         settings = {**common, **_run_settings(entry, where)}
-        datasets = _as_list(entry.get("datasets", data.get("datasets", ["dsprites"])), where)
-        seeds = _as_list(entry.get("seeds", data.get("seeds", [0])), where)
+        datasets = _as_list(entry.get("datasets", data.get("datasets", ["dsprites"])),
+                            f"{where}: datasets")
+        seeds = _as_list(entry.get("seeds", data.get("seeds", [0])), f"{where}: seeds")
         names = list(grid)
-        for values in itertools.product(*(_as_list(grid[n], f"{where}: grid {n}")
-                                          for n in names)):
+        axes = [_as_list(grid[n], f"{where}: grid {n}") for n in names]
+        count = len(datasets) * len(seeds) * math.prod(len(axis) for axis in axes)
+        if len(suite.specs) + count > MAX_RUNS:
+            raise UsageError(f"suite {suite_name}: more than {MAX_RUNS:,} runs "
+                             f"({where} alone makes {count:,})")
+        for values in itertools.product(*axes):
             overrides = {**{k: _text(v) for k, v in fixed.items()},
                          **{n: _text(v) for n, v in zip(names, values)}}
             for dataset, seed in itertools.product(datasets, seeds):
@@ -181,12 +243,27 @@ def parse_suite(text: str, name: str) -> Suite:
     return suite
 
 
+def _text_of(path: Path) -> str:
+    """A suite file's text: at most :data:`MAX_BYTES`, UTF-8."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read suite {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"suite {path} is larger than {MAX_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"suite {path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def load_suite(name: str, registry: Registry) -> Suite:
     """Read, expand and validate a suite: every run's settings are checked before any runs."""
     from disentangle.plan import plan_new
 
     path = find_suite(name)
-    suite = parse_suite(path.read_text(), path.stem)
+    suite = parse_suite(_text_of(path), path.stem)
     for spec in suite.specs:
         try:
             plan_new(spec.config, dict(spec.overrides), registry)

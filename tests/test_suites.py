@@ -50,6 +50,19 @@ def test_a_suite_expands_into_one_spec_per_grid_point_dataset_and_seed():
     ("steps: many\nruns: [{model: a}]", "steps"),
     ("runs: [{model: a, seeds: [x]}]", "seeds must be integers"),
     ("runs: [", "not valid YAML"),
+    ("runs: [{model: a, device: quantum}]", "unknown device 'quantum'"),
+    ("device: [cpu]\nruns: [{model: a}]", "unknown device ['cpu']"),
+    ("runs: [{model: a, grid: {beta: []}}]", "grid beta is an empty list"),
+    ("seeds: []\nruns: [{model: a}]", "seeds is an empty list"),
+    ("runs: [{model: a, datasets: []}]", "datasets is an empty list"),
+    ("runs: [{model: a, grid: {1: [2], beta: [1]}}]", "1 is not an option name"),
+    ("runs: [{model: a, set: {beta: {x: 1}}}]", "set beta must be a value or a list"),
+    ("runs: [{model: a, grid: {beta: [{x: 1}]}}]", "grid beta must be a value or a list"),
+    ("runs: [{model: a, grid: {a: [1,2,3,4,5,6,7,8,9,10], b: [1,2,3,4,5,6,7,8,9,10], "
+     "c: [1,2,3,4,5,6,7,8,9,10], d: [1,2,3,4,5,6,7,8,9,10,11]}}]", "more than 10,000 runs"),
+    ("runs: [{model: a, grid: {beta: " + "[" * 30 + "1" + "]" * 30 + "}}]",
+     "nested more than 20 levels deep"),
+    ("runs: " + "[" * 5000 + "]" * 5000, "nested"),
 ])
 def test_malformed_suites_are_refused_clearly(text, message):
     with pytest.raises(UsageError, match=message.replace("[", r"\[")):
@@ -188,3 +201,40 @@ def test_reference_study_grids():
     assert {s.config.seed for s in suite.specs} == set(range(50))
     assert dict(suite.specs[len(suite.specs) // 6].overrides) == {  # annealed_vae, first point
         "gamma": "1000", "capacity_steps": "100000", "c_max": "5"}
+
+
+def _laughs(where: str) -> str:
+    """A "billion laughs" suite: nine-fold aliases nested nine deep, placed at ``where``."""
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{i}: &a{i} [{', '.join(f'*a{i - 1}' for _ in range(9))}]" for i in range(1, 10)]
+    body = {"set": "runs: [{model: a, set: {beta: *a9}}]",
+            "grid": "runs: [{model: a, grid: {beta: *a9}}]",
+            "description": "description: *a9\nruns: [{model: a}]"}[where]
+    return "\n".join(["x:", *("  " + line for line in lines), body])
+
+
+@pytest.mark.parametrize("where", ["set", "grid", "description"])
+def test_alias_bombs_are_refused_quickly_in_bounded_memory(where):
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.monotonic()
+    with pytest.raises(UsageError, match="aliases expand to more than 100,000 values"):
+        suites.parse_suite(_laughs(where), "laughs")
+    took, (_, peak) = time.monotonic() - started, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert took < 2 and peak < 20_000_000, (took, peak)
+
+
+def test_suite_files_must_be_small_utf8_text(with_toy, capsys):
+    Path("utf16.yaml").write_bytes("runs: [{model: toy_autoencoder}]".encode("utf-16"))
+    Path("latin1.yaml").write_bytes("description: caf\xe9\nruns: [{model: a}]".encode("latin-1"))
+    Path("big.yaml").write_bytes(b"description: '" + b"x" * 2_000_000 + b"'\nruns: []\n")
+    for name, message in [("utf16.yaml", "is not UTF-8 text (byte 0)"),
+                          ("latin1.yaml", "is not UTF-8 text (byte 16)"),
+                          ("big.yaml", "is larger than 1,000,000 bytes"),
+                          ("x" * 5000, "File name too long")]:
+        assert main(["bench", name, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (name, err)
