@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from disentangle import __version__
 from disentangle.commands import (
@@ -22,11 +23,18 @@ from disentangle.commands import (
     cmd_sync,
     cmd_ui,
 )
-from disentangle.errors import UsageError
+from disentangle.errors import PluginError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the tool."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="disentangle",
         description="Train, score and compare disentangled representation learners.")
     parser.add_argument("--version", action="version", version=f"disentangle {__version__}")
@@ -143,6 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except PluginError as exc:  # a plugin's own bug, named: not the user's to fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a path the user gave: too long, not a folder, not permitted
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

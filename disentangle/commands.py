@@ -41,6 +41,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from disentangle.device import resolve_device
     from disentangle.loop import train
     from disentangle.plan import plan_new
     from disentangle.run import new_run, open_run
@@ -62,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.model is None:
             raise UsageError("name a model to train (see `disentangle list`) or --resume RUN_ID")
         plan = plan_new(_run_config(args), overrides, registry)  # before the store
+        resolve_device(plan.settings.device)
         tracker = Tracker(args.tracking_uri)
         run = new_run(plan, registry, tracker)
     result = train(run, progress=not args.no_progress)
@@ -126,10 +128,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from disentangle import executors, suites
+    from disentangle.device import resolve_device
     from disentangle.tracking import Tracker
 
     registry = _registry()
     suite = suites.load_suite(args.suite, registry)
+    if args.executor == "local":  # every device the suite asks for must be here
+        for name in sorted({spec.config.device for spec in suite.specs}):
+            resolve_device(name)
     tracker = Tracker(args.tracking_uri)
     if args.dry_run:
         for spec in suite.specs:
@@ -177,11 +183,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from disentangle.suites import PARENT_TAG, check_name
     from disentangle.tracking import Tracker
 
-    if args.suite:
+    if args.suite is not None:
         check_name(args.suite)
-    plot = args.plot or (f"comparison-{args.suite}.png" if args.suite else None)
-    csv = _output_file(args.csv, "--csv") if args.csv else None
-    plot_path = _output_file(plot, "--plot") if plot else None
+    plot = args.plot if args.plot is not None else (
+        f"comparison-{args.suite}.png" if args.suite else None)
+    csv = _output_file(args.csv, "--csv") if args.csv is not None else None
+    plot_path = _output_file(plot, "--plot") if plot is not None else None
     tracker = Tracker(args.tracking_uri)
     runs = compare.load_runs(tracker.uri, args.experiment, args.suite)
     if runs.empty:
@@ -280,16 +287,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     registry = _registry()
     entry = registry.get("model", args.model)
     model_cls = entry.obj
-    defaults, steps = {}, model_cls.default_steps
-    if args.dataset:
-        dataset = registry.dataset(args.dataset)()
-        defaults, steps = model_cls.dataset_defaults(dataset), model_cls.default_steps_for(dataset)
-    # the values a run would use: a config may derive unset options from others
-    resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
+    with registry.blame("model", args.model, "its defaults, for show"):
+        defaults, steps = {}, model_cls.default_steps
+        if args.dataset is not None:
+            with registry.blame("dataset", args.dataset, "construction, for show"):
+                dataset = registry.dataset(args.dataset)()
+            defaults = model_cls.dataset_defaults(dataset)
+            steps = model_cls.default_steps_for(dataset)
+        # the values a run would use: a config may derive unset options from others
+        resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
+        rows = fields_help(model_cls.Config)
     print(f"{entry.name} ({entry.distribution}): {entry.summary}")
     print(f"default schedule: {steps} steps")
     print("hyper-parameters (set with --set KEY=VALUE):")
-    rows = fields_help(model_cls.Config)
     width = max(len(type_text) for _, type_text, _, _ in rows)
     for name, type_text, _, text in rows:
         value = resolved[name]

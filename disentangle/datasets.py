@@ -42,6 +42,13 @@ class FactorDataset(ABC):
     deterministic: ClassVar[bool] = True
 
     def __init__(self, data_dir: str | Path | None = None):
+        if data_dir:  # a path the user named must be there, whether or not it is used
+            given = Path(data_dir).expanduser()
+            if not given.exists():
+                raise UsageError(f"--data-dir {str(data_dir)!r} does not exist")
+            if not (given.is_dir() or given.is_file()):
+                raise UsageError(f"--data-dir {str(data_dir)!r} is neither a folder nor a "
+                                 "file")
         #: folder holding the dataset's files, if it uses any (see :func:`data_home`)
         self.data_dir = data_home(data_dir)
 

@@ -208,6 +208,10 @@ def _corrupt(kind: str, path: Path) -> str:
         arrays["metadata"][()]["latents_sizes"] = np.array([1, 3, 6, 40, 32, 32])
         write_npz(path, arrays)
         return "metadata latents_sizes"
+    if kind == "huge metadata":  # only allowed numpy calls, asking for 4 TiB
+        arrays["metadata"] = np.array(_HugeArray(), dtype=object)
+        write_npz(path, arrays)
+        return "asks for more memory than this machine has"
     if kind == "unsafe metadata":
         arrays["metadata"] = np.array(collections.OrderedDict(a=1), dtype=object)
         write_npz(path, arrays)
@@ -215,8 +219,18 @@ def _corrupt(kind: str, path: Path) -> str:
     raise AssertionError(kind)
 
 
+class _HugeArray:
+    """Pickles as numpy's own array constructor called for a 4 TiB array."""
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        return (_reconstruct, (np.ndarray, (2**42,), b"b"))
+
+
 @pytest.mark.parametrize("kind", ["not a zip", "truncated", "missing key", "image shape",
-                                  "image values", "order", "metadata", "unsafe metadata"])
+                                  "image values", "order", "metadata", "unsafe metadata",
+                                  "huge metadata"])
 def test_a_bad_file_is_refused_with_a_clear_message(kind: str, tmp_path: Path) -> None:
     path = tmp_path / FILE_NAMES[0]
     words = _corrupt(kind, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hostile_corpus import corpus
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -85,3 +86,71 @@ def test_random_argument_lists_succeed_or_fail_clearly(with_toy, capsys, argv):
     if "run" in argv:  # keep a successful run short
         argv = [*argv, "--steps", "1", "--metrics", ""]
     _ends_cleanly(argv, capsys)
+
+
+def test_the_hostile_corpus_gets_one_line_and_exit_code_2(with_toy, capsys, tmp_path,
+                                                         monkeypatch):
+    """Every invocation of the fixed corpus: exit code 2, one ``error:`` line on stderr, no
+    traceback, nothing trained; the counts are printed for the record."""
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cases = corpus(tmp_path)
+    assert len(cases) >= 300
+    other = []
+    for argv in cases:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        if code != 2 or len(lines) != 1 or not lines[0].startswith("error: ") \
+                or "Traceback" in out + err:
+            other.append((argv[-4:], code, err[-200:]))
+    with capsys.disabled():
+        print(f"\nhostile corpus: {len(cases)} tried, {len(cases) - len(other)} exit 2 with "
+              f"one line, {len(other)} other")
+    assert not other, "\n".join(map(repr, other))
+    assert not list(Path().glob("mlruns/*/*/artifacts/checkpoints"))  # nothing trained
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_the_run_exists(with_toy, capsys,
+                                                                  monkeypatch):
+    from disentangle import device
+
+    monkeypatch.setattr(device, "available_memory", lambda _: 64 * 2**20)  # 64 MiB free
+    assert main([*BASE, "--batch-size", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "batch size 100,000 needs 0.1 GiB for its images alone, over a quarter of the " \
+           "0.1 GiB free on cpu; lower --batch-size" in err
+    assert not Path("mlflow.db").exists() or not list(Path().glob("mlruns/*/*"))
+
+
+def test_running_out_of_memory_mid_run_is_one_line_and_a_failed_run(with_toy, capsys,
+                                                                    monkeypatch):
+    from toy_plugin import ToyAutoencoder
+
+    def allocate(self, images, factors, step):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:119] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 99999999999 bytes")
+
+    monkeypatch.setattr(ToyAutoencoder, "train_step", allocate)
+    assert main(BASE) == 1
+    out = capsys.readouterr().out
+    assert "error: out of memory on cpu at step 1 with batch size 64; lower --batch-size" in out
+
+
+def test_a_plugin_whose_attributes_raise_is_named_by_show(with_toy, capsys, monkeypatch):
+    from toy_plugin import ToyAutoencoder
+
+    class Exploding:
+        def __get__(self, obj, owner):
+            raise AttributeError("default_steps exploded")
+
+    monkeypatch.setattr(ToyAutoencoder, "default_steps", Exploding())
+    assert main(["show", "toy_autoencoder"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: plugin 'toy' (toy_plugin 1.0) raised in its "
+                          "defaults, for show: AttributeError: default_steps exploded")
+    assert len(err.strip().splitlines()) == 1

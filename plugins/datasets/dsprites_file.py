@@ -250,8 +250,12 @@ class _NpzReader(_Reader):
                                  f"found {dtype} {list(shape)}")
             try:
                 array = _MetadataUnpickler(stream, encoding="latin1").load()
-            except (pickle.UnpicklingError, AttributeError, ImportError, EOFError) as exc:
+            except (pickle.UnpicklingError, AttributeError, ImportError, EOFError,
+                    ValueError, TypeError) as exc:
                 raise UsageError(f"{self.path}: unreadable 'metadata' ({exc})") from None
+            except MemoryError:  # allowed numpy calls can still ask for an absurd array
+                raise UsageError(f"{self.path}: its 'metadata' asks for more memory than "
+                                 "this machine has; it is not dSprites' metadata") from None
             # an object .npy pickles the whole 0-d array; the dict is its one element
             return array[()] if isinstance(array, np.ndarray) and array.shape == () else array
 
