@@ -221,6 +221,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """In a child process: ask Linux to send it SIGTERM when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import signal
     import subprocess
@@ -246,9 +255,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    # the server runs in its own process group, so that stopping this command in any way
-    # (Ctrl-C, SIGTERM, SIGHUP) stops the whole server with it and leaves no orphan
-    server = subprocess.Popen(command, start_new_session=True)
+    # the server runs in its own process group, which this command stops when it is stopped
+    # (Ctrl-C, SIGTERM, SIGHUP); on Linux the kernel also stops it if this process is killed
+    server = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return server.wait()

@@ -328,3 +328,31 @@ def test_a_lease_held_on_another_host_is_honoured_until_it_lapses(with_toy, caps
     _client().set_tag(run_id, TAG, json.dumps({**lease, "expires": time.time() - 1}))
     assert main(["run", "--resume", run_id, "--steps", "6", "--no-progress"]) == 0
     assert TAG not in _client().get_run(run_id).data.tags  # given back at the end
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_stopping_ui_stops_the_server_it_started(workdir):
+    import socket
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "disentangle.cli", "ui", "--port", str(port),
+                             "--tracking-uri", "sqlite:///ui.db"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _listening(port), "the MLflow UI to listen", timeout=90)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        _wait_for(lambda: not _listening(port), "the server to stop", timeout=15)
+    finally:
+        proc.kill()

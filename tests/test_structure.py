@@ -197,3 +197,41 @@ class _Mig:
         from disentangle_plugins.metrics.mig import METRIC
 
         return [METRIC]
+
+
+def _exploding_model(error: type[Exception]) -> type:
+    """A model class whose ``name`` raises ``error`` when read."""
+    from disentangle.models import Model
+
+    class NameExplodes(type(Model)):
+        @property
+        def name(cls):
+            raise error("name exploded")
+
+    return NameExplodes("Exploding", (Model,), {})
+
+
+@pytest.mark.parametrize("returned, message", [
+    (lambda: 5, "TypeError"),  # (None is pluggy's "no answer": it registers nothing)
+    (lambda: {"a": 1}, "a model must be a subclass of disentangle.models.Model, not 'a'"),
+    (lambda: [object()], "a model must be a subclass of disentangle.models.Model, not <object"),
+    (lambda: [3.5, None], "a model must be a subclass of disentangle.models.Model, not 3.5"),
+    (lambda: "x", "a model must be a subclass of disentangle.models.Model, not 'x'"),
+    (lambda: [_exploding_model(AttributeError)], "a model without a 'name'"),
+    (lambda: [_exploding_model(RuntimeError)], "RuntimeError: name exploded"),
+])
+def test_every_bad_register_answer_is_that_plugins_failure(returned, message) -> None:
+    class Bad:
+        @disentangle.hookimpl
+        def disentangle_register_models(self) -> object:
+            return returned()
+
+    registry = Registry()
+    registry.add_plugin(_Mig(), "mig", "first 1")
+    registry.add_plugin(Bad(), "bad", "bad 1")
+    assert registry.metric("mig").name == "mig"  # the other plugin keeps working
+    assert registry.entries["model"] == {}
+    assert registry.failures and all(str(f).startswith("plugin 'bad' (bad 1) failed during "
+                                                       "disentangle_register_models()")
+                                     for f in registry.failures)
+    assert message in str(registry.failures[0]), registry.failures
