@@ -160,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a path the user gave: too long, not a folder, not permitted
         if exc.filename is None:
             raise
-        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        name = str(exc.filename)
+        shown = name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
+        print(f"error: {shown}: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

@@ -74,7 +74,7 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(with_toy, capsys):
 
 class _InterruptingMetric:
     """A metric plugin whose first score is stopped by Ctrl-C (a stop in the final
-    evaluation: there the loop's handler is gone, so Python raises KeyboardInterrupt)."""
+    evaluation, where one signal interrupts at once: KeyboardInterrupt)."""
 
     def __init__(self) -> None:
         self.pressed = False
@@ -93,7 +93,8 @@ class _InterruptingMetric:
 def test_a_run_stopped_in_its_final_evaluation_is_finished_by_resume(with_toy, capsys):
     with_toy.add_plugin(_InterruptingMetric(), "interrupting")
     assert main(["run", *TOY, "--steps", "20", "--metrics", "interrupt"]) == 130
-    assert "interrupted again" in capsys.readouterr().out
+    assert "interrupted: kept the checkpoint of step 20; continue with" in \
+        capsys.readouterr().out
     client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
     stopped = _runs(Path("mlflow.db"))[0]
     assert stopped.info.status == "KILLED" and "eval/interrupt" not in stopped.data.metrics
