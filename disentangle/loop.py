@@ -162,16 +162,25 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
     """Steps until the last one or a stop request; returns the last periodic evaluation.
 
     Metrics the store already holds at a step (``logged``: key -> last step) are not logged
-    again, and a periodic evaluation already logged at its step is not repeated.
+    again, and a periodic evaluation already logged at its step is not repeated. One that is
+    due at the step the run resumes from (it stopped after that step's checkpoint, before
+    or during its evaluation) is made first.
     """
     s, registry, window = run.plan.settings, run.registry, run.window
     evaluated_through = max((step for k, step in logged.items() if k.startswith("eval/")),
                             default=-1)
+
+    def evaluation_due() -> bool:
+        return (run.step % s.eval_every == 0 and 0 < run.step < s.steps
+                and run.step > evaluated_through)
+
     last = Evaluation()
     bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
     timed_from, timed_steps = None, 0
     with bar:
+        if evaluation_due():
+            last = artifacts.log_evaluation(run, bar.write, progress=progress)
         while run.step < s.steps and not stop.requested:
             rng = seed_step(s.seed, run.step)
             with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
@@ -200,8 +209,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                 window.clear()
             if run.step % s.checkpoint_every == 0:
                 run.save_checkpoint()
-            if (run.step % s.eval_every == 0 and run.step < s.steps
-                    and run.step > evaluated_through):
+            if evaluation_due():
                 last = artifacts.log_evaluation(run, bar.write, progress=progress)
     return last
 

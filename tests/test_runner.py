@@ -215,3 +215,16 @@ def test_device_resolution():
     assert resolve_device("auto").type == expected
     with pytest.raises(UsageError, match="unknown device 'gpu0'"):
         resolve_device("gpu0")
+
+
+def test_a_run_stopped_in_a_periodic_evaluation_makes_it_when_resumed(with_toy, capsys):
+    """Killed after the checkpoint of step 10 but before that step's evaluation was logged:
+    the resumed run evaluates step 10 first, so its record misses nothing."""
+    with_toy.add_plugin(_InterruptingMetric(), "interrupting")
+    assert main(["run", *TOY, "--steps", "20", "--metrics", "interrupt", "--eval-every", "10",
+                 "--checkpoint-every", "10"]) == 130
+    stopped = _runs(Path("mlflow.db"))[0]
+    assert main(["run", "--resume", stopped.info.run_id, "--no-progress"]) == 0
+    client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    history = client.get_metric_history(stopped.info.run_id, "eval/interrupt")
+    assert sorted(m.step for m in history) == [10, 20]
