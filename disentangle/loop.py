@@ -179,7 +179,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
     timed_from, timed_steps = None, 0
     with bar:
-        if evaluation_due():
+        if evaluation_due() and s.metrics:  # (with no metrics it left nothing to restore)
             last = artifacts.log_evaluation(run, bar.write, progress=progress)
         while run.step < s.steps and not stop.requested:
             rng = seed_step(s.seed, run.step)
