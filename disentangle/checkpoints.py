@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from disentangle.errors import UsageError
+from disentangle.errors import UsageError, first_line
 
 FORMAT = 1
 
@@ -59,16 +59,11 @@ def load(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 (torn or random bytes fail in any way)
-        raise UsageError(f"checkpoint {path} is corrupt or truncated: {_first_line(exc)}"
-                         ) from None
+        reason = first_line(exc) or type(exc).__name__
+        raise UsageError(f"checkpoint {path} is corrupt or truncated: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a disentangle checkpoint (format {FORMAT})")
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def nonfinite(state: Any, where: str = "") -> str | None:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): messages quote
+    errors from other code, which may run over many lines, in one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class UsageError(Exception):
     """Bad input from the user (unknown name, ill-typed value, missing file...).
 

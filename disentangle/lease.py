@@ -43,7 +43,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def holder(run: Any, ttl: float) -> dict[str, Any] | None:
+def holder(run: Any) -> dict[str, Any] | None:
     """The live holder of a logged run's lease (its tag, read), or None when the lease is
     free: never taken, released, lapsed, or held by a process of this host that is gone."""
     text = run.data.tags.get(TAG)
@@ -66,7 +66,7 @@ def settle(tracker: Any, run: Any, ttl: float | None = None) -> Any:
     lease is free and it started more than a lease's lifetime ago); returns the run as the
     store now has it."""
     ttl = RunLease.ttl_seconds if ttl is None else ttl
-    if run.info.status != "RUNNING" or holder(run, ttl) is not None:
+    if run.info.status != "RUNNING" or holder(run) is not None:
         return run
     if TAG not in run.data.tags and time.time() - run.info.start_time / 1000 < ttl:
         return run  # just created: its process has not taken the lease yet
@@ -133,7 +133,7 @@ class RunLease:
                            "token": self.token, "expires": time.time() + self.ttl_seconds})
 
     def _refuse_if_held(self) -> None:
-        found = holder(self.tracker.client.get_run(self.run_id), self.ttl_seconds)
+        found = holder(self.tracker.client.get_run(self.run_id))
         if found is not None and found.get("token") != self.token:
             left = max(0, round(float(found["expires"]) - time.time()))
             raise UsageError(

@@ -22,7 +22,7 @@ import torch
 from disentangle import checkpoints, record
 from disentangle.config import STEP_LIMIT
 from disentangle.device import check_batch_fits, resolve_device
-from disentangle.errors import DivergenceError, NoCheckpoint, UsageError
+from disentangle.errors import DivergenceError, NoCheckpoint, UsageError, first_line
 from disentangle.lease import RunLease, settle
 from disentangle.models import Model
 from disentangle.plan import Plan, plan_stored
@@ -93,10 +93,9 @@ def build_model(plan: Plan, device: torch.device) -> Model:
     try:
         return plan.model_cls(plan.model_config, plan.dataset, device)
     except Exception as exc:
-        lines = str(exc).strip().splitlines()
         raise UsageError(f"model {plan.settings.model!r} cannot be built with these "
                          f"hyper-parameters on {plan.settings.dataset!r}: "
-                         f"{type(exc).__name__}: {lines[0] if lines else ''}") from None
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _handle(plan: Plan, model: Model, device: torch.device, registry: Registry,
@@ -225,10 +224,9 @@ def _load_state(model: Model, state: dict[str, Any], run_id: str) -> None:
                                              f"{tuple(value.shape)} for a parameter of "
                                              f"shape {tuple(param.shape)}")
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        text = str(exc).strip().splitlines()
         raise UsageError(f"the checkpoint of run {run_id} does not fit model "
                          f"{model.__class__.__name__}: {type(exc).__name__}: "
-                         f"{text[0] if text else ''}") from None
+                         f"{first_line(exc)}") from None
 
 
 def load_checkpoint(tracker: Tracker, run_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from disentangle.errors import UsageError
+from disentangle.errors import UsageError, first_line
 from disentangle.journal import Journal
 from disentangle.stores import check_store, resolve_uri
 
@@ -180,7 +180,7 @@ class Tracker:
                 return
             except _store_errors() as exc:
                 self.warn(f"tracking store {self.uri} failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); training goes on "
+                          f"{first_line(exc)}); training goes on "
                           f"and records wait in {self.pending(run_id).folder}")
                 self._retry_at[run_id] = time.monotonic() + self.retry_seconds
         self.pending(run_id).add(action, payload)
