@@ -14,7 +14,7 @@ from __future__ import annotations
 from disentangle_plugins.metrics.beta_vae import beta_vae
 from disentangle_plugins.metrics.categorical import categorical_accuracy
 from disentangle_plugins.metrics.conditional import conditional_accuracy
-from disentangle_plugins.metrics.dci import dci, dci_fast
+from disentangle_plugins.metrics.dci import dci, dci_fast, dci_sklearn
 from disentangle_plugins.metrics.factor_vae import factor_vae
 from disentangle_plugins.metrics.irs import irs
 from disentangle_plugins.metrics.mig import mig
@@ -27,7 +27,7 @@ from disentangle_plugins.metrics.unsupervised import (
 )
 
 __all__ = [
-    "beta_vae", "categorical_accuracy", "conditional_accuracy", "dci", "dci_fast",
+    "beta_vae", "categorical_accuracy", "conditional_accuracy", "dci", "dci_fast", "dci_sklearn",
     "factor_vae", "gaussian_total_correlation", "gaussian_wasserstein_correlation", "irs",
     "mig", "modularity", "pairwise_mutual_info", "sap",
 ]
