@@ -51,9 +51,11 @@ class Observer:
     """
 
     def __init__(self, model: Model, dataset: FactorDataset, batch_size: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False, seed: int = 0):
         self.model = model
         self.dataset = dataset
+        self.seed = seed
+        self._shared: dict[int, tuple[Representation, np.ndarray]] = {}
         self._batch_size = batch_size
         self.progress = progress
         self.images_encoded = 0
@@ -75,6 +77,16 @@ class Observer:
         keys = self.dataset.index(factors)
         self._add(np.unique(keys), rng)
         return self._codes.take(np.searchsorted(self._keys, keys))
+
+    def shared_sample(self, num_points: int) -> tuple[Representation, np.ndarray]:
+        """The representation and factors of the uniform draw of ``num_points`` rows that
+        every metric of an evaluation with this observer's seed shares; drawn and encoded
+        once."""
+        if num_points not in self._shared:
+            rng = np.random.default_rng([self.seed, 7919, 1, num_points])
+            factors = self.dataset.sample_factors(num_points, rng)
+            self._shared[num_points] = (self(factors, rng), factors)
+        return self._shared[num_points]
 
     def encode_grid(self, rng: np.random.Generator) -> None:
         """Encode every factor combination of the (deterministic) dataset not yet encoded."""
@@ -192,9 +204,12 @@ def evaluate(model: Model, dataset: FactorDataset, metrics: Sequence[Entry[Metri
         result.scores.update(model.prepare_evaluation(seed))
         result.seconds["prepare_evaluation"] = time.perf_counter() - start
     if observer is None:
-        observer = Observer(model, dataset, batch_size, progress)
+        observer = Observer(model, dataset, batch_size, progress, seed)
     elif observer.model is not model or observer.dataset is not dataset:
         raise ValueError("the observer given encodes another model or dataset")
+    elif observer.seed != seed:
+        raise ValueError(f"the observer given shares the draws of seed {observer.seed}, "
+                         f"not {seed}")
     if grid is None:
         # metrics that do not say what they ask for count as asking nothing
         requested = [e.obj.images_requested(dataset, params.get(e.name)) for e in metrics]

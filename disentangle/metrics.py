@@ -38,6 +38,12 @@ class Observer(Protocol):
     def __call__(self, factors: np.ndarray, rng: np.random.Generator) -> Representation:
         """The representation of the images at factor rows ``[n, K]``."""
 
+    def shared_sample(self, num_points: int) -> tuple[Representation, np.ndarray]:
+        """The representation and factors ``[n, K]`` of the evaluation's one uniform draw of
+        ``num_points`` combinations: every metric asking for that many uniform points gets
+        the same points, drawn and encoded once, and drawn from the evaluation's seed
+        alone, so a metric scored by itself sees them too."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -47,6 +53,8 @@ class Metric:
     observer for under its resolved parameters (every keyword of ``score``). The evaluator
     adds these up to decide whether encoding the dataset's whole factor grid once is cheaper
     than encoding the samples; a metric without it is not counted in that decision.
+    ``source`` names the paper that defines it and ``cost`` the work it does beyond
+    encoding, as ``disentangle show`` prints them.
     """
 
     name: str
@@ -54,6 +62,8 @@ class Metric:
     core: Callable[..., dict[str, float]]
     score: Callable[..., dict[str, float]]
     images: Callable[..., int] | None = None
+    source: str = ""
+    cost: str = ""
 
     def __call__(self, observer: Observer, rng: np.random.Generator,
                  **params: Any) -> dict[str, float]:
@@ -97,6 +107,22 @@ def sample_codes(observer: Observer, num_points: int,
     combinations drawn uniformly from the observer's dataset."""
     factors = observer.dataset.sample_factors(num_points, rng)
     return observer(factors, rng).codes(), factors
+
+
+def varied_factor_batches(dataset: FactorDataset, num_batches: int, batch_size: int,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Batches of factor rows in which every factor but one, drawn per batch, is held.
+
+    Returns ``factors`` ``[num_batches, batch_size, K]`` and ``varied`` ``[num_batches]``:
+    each batch repeats one uniform row, with the varied factor drawn uniformly per row.
+    """
+    varied = rng.integers(0, dataset.num_factors, num_batches)
+    held = dataset.sample_factors(num_batches, rng)
+    fresh = dataset.sample_factors(num_batches * batch_size, rng)
+    factors = np.repeat(held[:, None, :], batch_size, axis=1)
+    batches = np.arange(num_batches)
+    factors[batches, :, varied] = fresh.reshape(num_batches, batch_size, -1)[batches, :, varied]
+    return factors, varied
 
 
 def fixed_factor_batches(dataset: FactorDataset, num_batches: int, batch_size: int,

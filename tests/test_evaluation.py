@@ -127,3 +127,28 @@ def test_metric_parameters_are_checked() -> None:
     with pytest.raises(UsageError, match="not evaluated"):
         evaluate(PixelSums(dataset), dataset, registry.metrics(["mig"]), 0,
                  {"dci": {"num_train": 3}})
+
+
+def test_metrics_of_one_kind_of_sample_share_one_draw_and_each_reproduces_alone() -> None:
+    class Labelled(TinyDataset):
+        deterministic = False
+
+    registry = get_registry()
+    names = ["gaussian_total_correlation", "gaussian_wasserstein_correlation",
+             "pairwise_mutual_info", "mig", "mig_sup", "jemmig"]
+    params = {name: {"num_points": 400} for name in names}
+    together = evaluate(CodeModel(identity), Labelled(), registry.metrics(names), 5, params)
+    assert together.images_encoded == 400  # one draw, one encoding, six metrics
+    for name in ("pairwise_mutual_info", "jemmig"):
+        alone = evaluate(CodeModel(identity), Labelled(), registry.metrics([name]), 5,
+                         {name: params[name]})
+        assert alone.scores[name] == together.scores[name]
+    other_seed = evaluate(CodeModel(identity), Labelled(), registry.metrics(["mig"]), 6,
+                          {"mig": params["mig"]})
+    assert other_seed.scores["mig"] != together.scores["mig"]
+
+
+def test_an_observer_is_reused_only_with_its_own_seed() -> None:
+    observer = Observer(CodeModel(identity), TinyDataset(), seed=1)
+    with pytest.raises(ValueError, match="draws of seed 1, not 2"):
+        evaluate(observer.model, observer.dataset, [], 2, observer=observer)

@@ -16,7 +16,7 @@ import numpy as np
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, Observer, discretize, sample_codes
+from disentangle.metrics import Metric, Observer, discretize
 
 
 def held_deviation(codes: np.ndarray, groups: np.ndarray, quantile: float) -> np.ndarray:
@@ -52,9 +52,9 @@ def irs(codes: np.ndarray, factors: np.ndarray, diff_quantile: float = 0.99,
 
 def score(observer: Observer, rng: np.random.Generator, num_points: int = 10_000,
           diff_quantile: float = 0.99, bins: int = 20) -> dict[str, float]:
-    """IRS on ``num_points`` uniform draws."""
-    codes, factors = sample_codes(observer, num_points, rng)
-    return irs(codes, factors, diff_quantile, bins)
+    """IRS on the evaluation's shared uniform draw of ``num_points`` combinations."""
+    codes, factors = observer.shared_sample(num_points)
+    return irs(codes.codes(), factors, diff_quantile, bins)
 
 
 def images(dataset: FactorDataset, num_points: int, diff_quantile: float, bins: int) -> int:
@@ -63,7 +63,9 @@ def images(dataset: FactorDataset, num_points: int, diff_quantile: float, bins: 
 
 
 METRIC = Metric("irs", "Interventional robustness score (0.99 quantile of held deviations)",
-                irs, score, images)
+                irs, score, images,
+                source='Suter et al., ICML 2019 (interventional robustness)',
+                cost='histograms; cheap')
 
 
 @disentangle.hookimpl

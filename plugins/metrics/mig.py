@@ -25,6 +25,33 @@ from disentangle.metrics import (
 )
 
 
+def information(codes: np.ndarray, factors: np.ndarray, bins: int,
+                factor_names: Sequence[str] | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``I [d, K']`` (nats), the factors' entropies ``[K']``, the binned codes' entropies
+    ``[d]`` and the names of the ``K'`` factors that vary in the sample."""
+    codes, factors = np.asarray(codes), np.asarray(factors)
+    if codes.shape[1] == 0:
+        raise NotApplicable("the representation has no codes")
+    names = np.array(factor_labels(factor_names, factors.shape[1]))
+    entropy = entropies(factors)
+    varies = entropy > 0
+    if not varies.any():
+        raise NotApplicable("no factor varies in the sample")
+    binned = discretize(codes, bins)
+    info = mutual_info_matrix(binned, factors[:, varies])
+    return info, entropy[varies], entropies(binned), list(names[varies])
+
+
+def top_two(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along axis 0: the index of the largest entry, the largest and the second largest
+    (0 when the axis has one entry)."""
+    best = matrix.argmax(axis=0)
+    ordered = -np.sort(-matrix, axis=0)
+    second = ordered[1] if len(matrix) > 1 else np.zeros(matrix.shape[1])
+    return best, ordered[0], second
+
+
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
         factor_names: Sequence[str] | None = None) -> dict[str, float]:
     """MIG of ``codes`` ``[N, d]`` against integer ``factors`` ``[N, K]``.
@@ -33,18 +60,9 @@ def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
     second-best information is taken as 0. Factors that do not vary in the sample have no
     entropy to normalise by: they get no entry and are left out of the mean.
     """
-    codes, factors = np.asarray(codes), np.asarray(factors)
-    if codes.shape[1] == 0:
-        raise NotApplicable("the representation has no codes")
-    info = mutual_info_matrix(discretize(codes, bins), factors)  # [codes, factors]
-    top = -np.sort(-info, axis=0)
-    second = top[1] if len(top) > 1 else np.zeros(info.shape[1])
-    entropy = entropies(factors)
-    varies = entropy > 0
-    if not varies.any():
-        raise NotApplicable("no factor varies in the sample")
-    gaps = (top[0, varies] - second[varies]) / entropy[varies]
-    names = np.array(factor_labels(factor_names, factors.shape[1]))[varies]
+    info, entropy, _, names = information(codes, factors, bins, factor_names)
+    _, top, second = top_two(info)
+    gaps = (top - second) / entropy
     scores = {"mig": float(gaps.mean())}
     scores.update({f"mig.{name}": float(g) for name, g in zip(names, gaps)})
     return scores
@@ -52,10 +70,9 @@ def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
 
 def score(observer: Observer, rng: np.random.Generator, num_points: int = 10_000,
           bins: int = 20) -> dict[str, float]:
-    """MIG on ``num_points`` factor combinations drawn uniformly from the dataset."""
-    factors = observer.dataset.sample_factors(num_points, rng)
-    codes = observer(factors, rng).codes()
-    return mig(codes, factors, bins, observer.dataset.factor_names)
+    """MIG on the evaluation's shared uniform draw of ``num_points`` combinations."""
+    codes, factors = observer.shared_sample(num_points)
+    return mig(codes.codes(), factors, bins, observer.dataset.factor_names)
 
 
 def images(dataset: FactorDataset, num_points: int, bins: int) -> int:
@@ -64,7 +81,9 @@ def images(dataset: FactorDataset, num_points: int, bins: int) -> int:
 
 
 METRIC = Metric("mig", "Mutual information gap (20-bin histogram, normalised by entropy)",
-                mig, score, images)
+                mig, score, images,
+                source='Chen et al., NeurIPS 2018 (beta-TCVAE)',
+                cost='histograms; cheap')
 
 
 @disentangle.hookimpl

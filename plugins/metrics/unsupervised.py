@@ -9,7 +9,8 @@
 * ``pairwise_mutual_info``: mean mutual information (nats) over ordered pairs of distinct
   codes, each cut into 20 histogram bins.
 
-All three are 0 for independent codes. Each draws its own ``num_points`` points.
+All three are 0 for independent codes. They score the same points: the evaluation's
+shared uniform draw of ``num_points`` combinations, drawn and encoded once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, Observer, discretize, mutual_info_matrix, sample_codes
+from disentangle.metrics import Metric, Observer, discretize, mutual_info_matrix
 
 
 def _covariance(codes: np.ndarray) -> np.ndarray:
@@ -69,9 +70,10 @@ def _sampler(core: Callable[[np.ndarray], dict[str, float]]
              ) -> Callable[..., dict[str, float]]:
     def score(observer: Observer, rng: np.random.Generator,
               num_points: int = 10_000) -> dict[str, float]:
-        """The core on the codes of ``num_points`` uniform draws."""
-        codes, _ = sample_codes(observer, num_points, rng)
-        return core(codes)
+        """The core on the codes of the evaluation's shared uniform draw of ``num_points``
+        combinations (one draw and one encoding for all three scores)."""
+        codes, _ = observer.shared_sample(num_points)
+        return core(codes.codes())
     return score
 
 
@@ -83,14 +85,20 @@ def images(dataset: FactorDataset, num_points: int) -> int:
 METRICS = [
     Metric("gaussian_total_correlation", "Total correlation of a Gaussian fit to the codes "
                                          "(unsupervised)",
-           gaussian_total_correlation, _sampler(gaussian_total_correlation), images),
+           gaussian_total_correlation, _sampler(gaussian_total_correlation), images,
+           source='Locatello et al., ICML 2019 (the reference study)',
+           cost='a covariance; cheap'),
     Metric("gaussian_wasserstein_correlation", "W2 distance of the codes' Gaussian to its "
                                                "independent version (unsupervised)",
            gaussian_wasserstein_correlation, _sampler(gaussian_wasserstein_correlation),
-           images),
+           images,
+           source='Locatello et al., ICML 2019 (the reference study)',
+           cost='a covariance; cheap'),
     Metric("pairwise_mutual_info", "Mean mutual information between pairs of codes, 20 bins "
                                    "(unsupervised)",
-           pairwise_mutual_info, _sampler(pairwise_mutual_info), images),
+           pairwise_mutual_info, _sampler(pairwise_mutual_info), images,
+           source='Locatello et al., ICML 2019 (the reference study)',
+           cost='histograms; cheap'),
 ]
 
 
