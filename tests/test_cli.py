@@ -127,7 +127,7 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
      "no run with id '0123abcd'"),
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--tracking-uri",
       "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at 'http://127.0.0.1:9'"),
-    (["show", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (["show", "nosuchmodel"], "unknown model or metric 'nosuchmodel'"),
     (["data", "fetch", "toy_blobs"], "dataset 'toy_blobs' has no files to download"),
 ])
 def test_bad_input_gets_a_clear_message(with_toy, capsys, argv, expected):
@@ -181,10 +181,12 @@ def test_evaluate_scores_a_logged_run_and_logs_to_it(with_toy, capsys):
 
 
 SUITE = ("factor_vae,beta_vae,dci,dci_fast,sap,modularity,irs,gaussian_total_correlation,"
-         "gaussian_wasserstein_correlation,pairwise_mutual_info")
+         "gaussian_wasserstein_correlation,pairwise_mutual_info,mig_sup,dcimig,jemmig,z_min,"
+         "z_max,infomec,dci_es")
 SMALL_SUITE = ["dci.num_train=200", "dci.num_test=100", "dci_fast.num_train=200",
                "dci_fast.num_test=100", "sap.num_train=500", "modularity.num_train=500",
-               "beta_vae.num_train=500"]
+               "beta_vae.num_train=500", "infomec.num_points=2000", "dci_es.num_train=200",
+               "dci_es.num_test=100", "dci_es.trees=5"]
 
 
 def test_every_metric_is_listed_and_evaluate_computes_the_suite(with_toy, capsys):

@@ -95,7 +95,9 @@ def images(dataset: FactorDataset, num_points: int) -> int:
 
 METRIC = Metric("categorical_accuracy",
                 "Accuracy of categorical codes on categorical factors (Hungarian / majority)",
-                categorical_accuracy, score, images)
+                categorical_accuracy, score, images,
+                source='Chen et al., NeurIPS 2016 (InfoGAN)',
+                cost='a Hungarian matching per categorical code')
 
 
 @disentangle.hookimpl

@@ -187,12 +187,18 @@ def images(dataset: FactorDataset, num_train: int, num_test: int, jobs: int) -> 
 
 METRICS = [
     Metric("dci", "DCI disentanglement / completeness / informativeness, the reference's "
-                  "gradient boosting grown with shared work", dci, _sampler(dci), images),
+                  "gradient boosting grown with shared work", dci, _sampler(dci), images,
+           source='Eastwood and Williams, ICLR 2018',
+           cost='100 x n_values depth-3 trees per factor (one tree per stage for two values)'),
     Metric("dci_sklearn", "dci with scikit-learn fitting the classifiers (the slow "
                           "reference dci is checked against)",
-           dci_sklearn, _sampler(dci_sklearn), images),
+           dci_sklearn, _sampler(dci_sklearn), images,
+           source='Eastwood and Williams, ICLR 2018',
+           cost='as dci, each tree sorting its samples at every node'),
     Metric("dci_fast", "DCI with histogram gradient boosting: fast approximation of dci",
-           dci_fast, _sampler(dci_fast), images),
+           dci_fast, _sampler(dci_fast), images,
+           source='Eastwood and Williams, ICLR 2018',
+           cost='100 x n_values histogram trees per factor'),
 ]
 
 

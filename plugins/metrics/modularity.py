@@ -90,7 +90,9 @@ def images(dataset: FactorDataset, num_train: int, num_test: int, bins: int) -> 
 
 
 METRIC = Metric("modularity", "Modularity (mutual information) and explicitness "
-                              "(logistic-regression ROC AUC)", modularity, score, images)
+                              "(logistic-regression ROC AUC)", modularity, score, images,
+                source='Ridgeway and Mozer, NeurIPS 2018',
+                cost='a one-vs-rest logistic regression per factor value')
 
 
 @disentangle.hookimpl

@@ -86,7 +86,9 @@ def images(dataset: FactorDataset, num_train: int, num_test: int, continuous: bo
 
 
 METRIC = Metric("sap", "SAP: gap between the two best single-code linear SVMs per factor",
-                sap, score, images)
+                sap, score, images,
+                source='Kumar et al., ICLR 2018 (DIP-VAE)',
+                cost='a linear SVM per (code, factor) pair')
 
 
 @disentangle.hookimpl
