@@ -66,9 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list models, datasets and metrics with their plugins")
     lst.set_defaults(handler=cmd_list)
 
-    show = sub.add_parser("show", help="a model's hyper-parameters, defaults and help")
-    show.add_argument("model")
-    show.add_argument("--dataset", help="show the defaults this dataset selects")
+    show = sub.add_parser("show", help="a model's hyper-parameters and defaults, or a metric's "
+                                       "definition, parameters, sample sizes and source")
+    show.add_argument("name", help="a model or a metric (a name that is both shows both)")
+    show.add_argument("--dataset", help="show the defaults this dataset selects (a model) or "
+                                        "the sample sizes on it (a metric; default: dsprites)")
     show.set_defaults(handler=cmd_show)
 
     ev = sub.add_parser("evaluate", help="score a logged run's checkpoint; log to that run",
@@ -157,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head)
+        sys.stdout = None  # nothing more can be written, not even at exit
+        return 0
     except OSError as exc:  # a path the user gave: too long, not a folder, not permitted
         if exc.filename is None:
             raise

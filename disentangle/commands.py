@@ -7,6 +7,7 @@ the command line prints as one ``error: ...`` line with exit code 2.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import socket
 import sys
@@ -294,27 +295,66 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     registry = _registry()
-    entry = registry.get("model", args.model)
+    is_model = args.name in registry.entries["model"]
+    is_metric = args.name in registry.entries["metric"]
+    if not is_model and not is_metric:
+        raise UsageError(f"unknown model or metric {args.name!r}; models: "
+                         f"{', '.join(sorted(registry.entries['model']))}; metrics: "
+                         f"{', '.join(sorted(registry.entries['metric']))}")
+    if is_model:
+        _show_model(registry, args.name, args.dataset)
+    if is_metric:
+        if is_model:
+            print()
+        _show_metric(registry, args.name, args.dataset)
+    return 0
+
+
+def _show_model(registry: Registry, name: str, dataset_name: str | None) -> None:
+    entry = registry.get("model", name)
     model_cls = entry.obj
-    with registry.blame("model", args.model, "its defaults, for show"):
+    with registry.blame("model", name, "its defaults, for show"):
         defaults, steps = {}, model_cls.default_steps
-        if args.dataset is not None:
-            with registry.blame("dataset", args.dataset, "construction, for show"):
-                dataset = registry.dataset(args.dataset)()
+        if dataset_name is not None:
+            with registry.blame("dataset", dataset_name, "construction, for show"):
+                dataset = registry.dataset(dataset_name)()
             defaults = model_cls.dataset_defaults(dataset)
             steps = model_cls.default_steps_for(dataset)
         # the values a run would use: a config may derive unset options from others
-        resolved = to_dict(instantiate(model_cls.Config, defaults, args.model))
+        resolved = to_dict(instantiate(model_cls.Config, defaults, name))
         rows = fields_help(model_cls.Config)
-    print(f"{entry.name} ({entry.distribution}): {entry.summary}")
+    print(f"model {entry.name} ({entry.distribution}): {entry.summary}")
     print(f"default schedule: {steps} steps")
     print("hyper-parameters (set with --set KEY=VALUE):")
     width = max(len(type_text) for _, type_text, _, _ in rows)
-    for name, type_text, _, text in rows:
-        value = resolved[name]
+    for field_name, type_text, _, text in rows:
+        value = resolved[field_name]
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        print(f"  {name:20s}  {type_text:{width}s}  {str(shown):14s}  {text}")
-    return 0
+        print(f"  {field_name:20s}  {type_text:{width}s}  {str(shown):14s}  {text}")
+
+
+def _show_metric(registry: Registry, name: str, dataset_name: str | None) -> None:
+    """A metric's reference page: summary, source, parameters, sample size, cost, definition."""
+    entry = registry.get("metric", name)
+    metric = entry.obj
+    dataset_name = dataset_name or "dsprites"
+    with registry.blame("dataset", dataset_name, "construction, for show"):
+        dataset = registry.dataset(dataset_name)()
+    with registry.blame("metric", name, "its parameters, for show"):
+        parameters = metric.parameters()
+        rows = metric.images_requested(dataset)
+        definition = inspect.getdoc(inspect.getmodule(metric.core)) or "(no definition given)"
+    print(f"metric {entry.name} ({entry.distribution}): {entry.summary}")
+    print(f"source: {metric.source or '(not given)'}")
+    print("parameters (set with --param " + name + ".NAME=VALUE):")
+    for key, value in parameters.items():
+        print(f"  {key:24s} {value}")
+    if rows is not None:
+        print(f"sample: {rows:,} factor rows of {dataset_name} at these settings")
+    if metric.cost:
+        print(f"cost beyond encoding: {metric.cost}")
+    print()
+    print(definition)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

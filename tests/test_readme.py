@@ -46,3 +46,25 @@ def test_plugin_example_works_as_written(tmp_path, workdir, monkeypatch, capsys)
         assert "finished at step 5" in out and re.search(r"\bmig\s+\d\.\d{4}", out)
     finally:
         get_registry.cache_clear()
+
+
+def test_metrics_table_lists_every_first_party_metric_once():
+    section = README.split("## Metrics")[1].split("\n## ")[0]
+    listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+    registered = [e.name for e in get_registry().entries["metric"].values()
+                  if e.distribution.startswith("disentangle-bench")]
+    assert sorted(listed) == sorted(registered)
+
+
+def test_show_prints_a_metrics_reference_page(capsys):
+    assert main(["show", "jemmig"]) == 0
+    page = capsys.readouterr().out
+    assert "source: Do and Tran, ICLR 2020" in page
+    assert "num_points               10000" in page
+    assert "sample: 10,000 factor rows of dsprites" in page
+    assert "Lower is better" in page
+    assert main(["show", "beta_vae"]) == 0  # a model and a metric: both pages
+    both = capsys.readouterr().out
+    assert "model beta_vae" in both and "metric beta_vae" in both
+    assert main(["show", "no_such"]) == 2
+    assert "unknown model or metric 'no_such'" in capsys.readouterr().err
