@@ -218,14 +218,18 @@ def _grow(values: np.ndarray, order: np.ndarray, residual: np.ndarray, depth: in
         left_count = position - spread(start) + 1  # [T, N]
         node_count = spread(count)
         node_total = spread(total)
-        # prefix sums restarted at each node: each node's first entry takes away the total
-        # of the node before it
+        # prefix sums restarted at each node, summed from the node's first sample as
+        # scikit-learn sums them: splits that tie there tie here too, to the last bit
         ordered_residual = residual.take(samples + n * tree_index[..., None])
-        later = np.broadcast_to(start[:, None, 1:] + row_offset, (trees, d, width - 1))
-        inside = later < (row_offset + n)
-        np.subtract.at(ordered_residual.reshape(-1), later[inside],
-                       np.broadcast_to(total[:, None, :-1], later.shape)[inside])
-        gain = np.cumsum(ordered_residual, axis=2)
+        if width == 1:
+            gain = np.cumsum(ordered_residual, axis=2)
+        else:
+            gain = np.empty_like(ordered_residual)
+            nodes = count > 0
+            for tree, first_sample, size in zip(np.nonzero(nodes)[0], start[nodes],
+                                                count[nodes]):
+                block = slice(first_sample, first_sample + size)
+                np.cumsum(ordered_residual[tree, :, block], axis=1, out=gain[tree, :, block])
         # squared-error proxy (W s - w S)^2 / (w (W - w)), the split criterion up to the
         # node's constant factor W
         gain *= node_count[:, None, :]
