@@ -88,13 +88,21 @@ def test_single_class_is_refused():
         boosting.fit(np.zeros((10, 2)), np.zeros(10))
 
 
-def test_dci_agrees_with_dci_sklearn_on_factors_plus_noise():
+def _representations(rng: np.random.Generator, factors: np.ndarray) -> dict[str, np.ndarray]:
+    noisy = np.column_stack([factors + 0.2 * rng.normal(size=factors.shape),
+                             rng.normal(size=len(factors))])
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    return {"factors plus noise": noisy, "rotated": noisy @ rotation,
+            "duplicated": np.repeat(noisy, 2, axis=1),
+            "constant": np.column_stack([noisy, np.full(len(noisy), 0.5)])}
+
+
+@pytest.mark.parametrize("name", ["factors plus noise", "rotated", "duplicated", "constant"])
+def test_dci_agrees_with_dci_sklearn(name):
     rng = np.random.default_rng(0)
     factors = rng.integers(0, [3, 5], size=(900, 2))
-    codes = np.column_stack([factors + 0.2 * rng.normal(size=(900, 2)),
-                             rng.normal(size=900)])
+    codes = _representations(rng, factors)[name]
     ours = cores.dci(codes[:600], factors[:600], codes[600:], factors[600:], jobs=1)
     theirs = cores.dci_sklearn(codes[:600], factors[:600], codes[600:], factors[600:], jobs=1)
     for key, value in ours.items():
         assert abs(value - theirs[key.replace("dci", "dci_sklearn", 1)]) < 0.01, key
-    assert ours["dci"] > 0.7
