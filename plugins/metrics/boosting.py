@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -95,6 +96,25 @@ def _apply(values: np.ndarray, features: np.ndarray, thresholds: np.ndarray,
     return leaves[trees, node]
 
 
+class _Columns(NamedTuple):
+    """The float32 codes ``[N, d]`` and what every tree of a fit reuses: each column's
+    sort order and sorted values ``[d, N]``, and whether all of a column's sorted values
+    are more than the split tolerance apart (then any two of a node's samples can be split
+    apart, and only the other columns need their gaps checked)."""
+
+    values: np.ndarray
+    order: np.ndarray
+    sorted_values: np.ndarray
+    spaced: np.ndarray
+
+
+def _columns(values: np.ndarray) -> _Columns:
+    order = np.argsort(values, axis=0, kind="stable").T  # [d, N]
+    sorted_values = np.take_along_axis(values, order.T, axis=0).T
+    spaced = (sorted_values[:, 1:] > sorted_values[:, :-1] + _FEATURE_THRESHOLD).all(axis=1)
+    return _Columns(values, order, sorted_values, spaced)
+
+
 def fit(codes: np.ndarray, labels: np.ndarray, stages: int = 100, learning_rate: float = 0.1,
         depth: int = 3, seed: int = 0) -> BoostedTrees:
     """Fit the boosted trees to codes ``[N, d]`` and class labels ``[N]`` (two or more)."""
@@ -114,7 +134,7 @@ def fit(codes: np.ndarray, labels: np.ndarray, stages: int = 100, learning_rate:
         targets = (y[None, :] == np.arange(len(classes))[:, None]).astype(np.float64)
     trees = len(targets)
     model = BoostedTrees(classes, initial, learning_rate, depth)
-    order = np.argsort(values, axis=0, kind="stable").T  # [d, N]
+    columns = _columns(values)
     raw = np.broadcast_to(initial[:, None], (trees, n)).copy()  # [T, N]
     importance_sum, relevant = np.zeros(d), 0
     for _ in range(stages):
@@ -125,7 +145,7 @@ def fit(codes: np.ndarray, labels: np.ndarray, stages: int = 100, learning_rate:
             probability = shifted / shifted.sum(axis=0)
         residual = targets - probability
         # a few trees at a time, so that each level's arrays stay in the processor's caches
-        grown = [_grow(values, order, residual[first:first + _TREES_AT_ONCE], depth, rng)
+        grown = [_grow(columns, residual[first:first + _TREES_AT_ONCE], depth, rng)
                  for first in range(0, trees, _TREES_AT_ONCE)]
         node, features, thresholds, gains = (np.concatenate(part) for part in zip(*grown))
         leaves = _newton_leaves(residual, probability, node, depth, len(classes))
@@ -165,8 +185,8 @@ def _spread(count: np.ndarray, per_node: np.ndarray) -> np.ndarray:
                      count.ravel()).reshape(len(count), -1)
 
 
-def _grow(values: np.ndarray, order: np.ndarray, residual: np.ndarray, depth: int,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _grow(columns: _Columns, residual: np.ndarray, depth: int, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Grow one stage's ``T`` trees on ``residual`` ``[T, N]`` level by level.
 
     Returns each sample's leaf ``[T, N]`` (as a path number in ``[0, 2^depth)``: a sample
@@ -174,6 +194,7 @@ def _grow(values: np.ndarray, order: np.ndarray, residual: np.ndarray, depth: in
     of every node ``[T, 2^depth - 1]`` in level order, and each tree's impurity decrease
     per feature ``[T, d]``.
     """
+    values, order, sorted_values, spaced = columns
     trees, n = residual.shape
     d = values.shape[1]
     internal = (1 << depth) - 1
@@ -182,10 +203,6 @@ def _grow(values: np.ndarray, order: np.ndarray, residual: np.ndarray, depth: in
     gains = np.zeros((trees, d))
     node = np.zeros((trees, n), dtype=np.int64)
     alive = np.ones((trees, 1), dtype=bool)  # whether each node of the level may split
-    sorted_values = np.take_along_axis(values, order.T, axis=0).T  # [d, N]
-    # a feature whose sorted values are all more than the tolerance apart can be split
-    # between any two of a node's samples; only the others need their gaps checked
-    spaced = (sorted_values[:, 1:] > sorted_values[:, :-1] + _FEATURE_THRESHOLD).all(axis=1)
     flat_order = order.ravel()
     tree_index = np.arange(trees)[:, None]
     row_offset = (np.arange(trees * d) * n).reshape(trees, d, 1)

@@ -42,6 +42,22 @@ def majority_vote(train: np.ndarray, evaluation: np.ndarray) -> tuple[float, flo
             float(train[classifier, columns].sum() / train.sum()))
 
 
+def vote(global_codes: np.ndarray, train_codes: np.ndarray, train_labels: np.ndarray,
+         eval_codes: np.ndarray, eval_labels: np.ndarray, num_factors: int, threshold: float,
+         largest: bool = False) -> tuple[float, float, int]:
+    """Evaluation and training accuracy of the majority vote, and the active codes' count,
+    from the variance sample's codes ``[N, d]`` and vote batches' codes ``[B, L, d]``
+    labelled with their factors ``[B]`` (both accuracies 0 with no active code)."""
+    global_variance = np.asarray(global_codes, dtype=np.float64).var(axis=0, ddof=1)
+    active = np.sqrt(global_variance) >= threshold
+    if not active.any():
+        return 0.0, 0.0, 0
+    accuracy, train_accuracy = majority_vote(
+        votes(train_codes, train_labels, global_variance, active, num_factors, largest),
+        votes(eval_codes, eval_labels, global_variance, active, num_factors, largest))
+    return accuracy, train_accuracy, int(active.sum())
+
+
 def factor_vae(global_codes: np.ndarray, train_codes: np.ndarray, train_fixed: np.ndarray,
                eval_codes: np.ndarray, eval_fixed: np.ndarray, num_factors: int,
                threshold: float = 0.05) -> dict[str, float]:
@@ -53,16 +69,10 @@ def factor_vae(global_codes: np.ndarray, train_codes: np.ndarray, train_fixed: n
     the total number of codes here by mistake). With no active code both accuracies are 0,
     as in the reference.
     """
-    global_variance = np.asarray(global_codes, dtype=np.float64).var(axis=0, ddof=1)
-    active = np.sqrt(global_variance) >= threshold
-    if not active.any():
-        return {"factor_vae": 0.0, "factor_vae.train_accuracy": 0.0,
-                "factor_vae.active_codes": 0.0}
-    accuracy, train_accuracy = majority_vote(
-        votes(train_codes, train_fixed, global_variance, active, num_factors),
-        votes(eval_codes, eval_fixed, global_variance, active, num_factors))
+    accuracy, train_accuracy, active = vote(global_codes, train_codes, train_fixed,
+                                            eval_codes, eval_fixed, num_factors, threshold)
     return {"factor_vae": accuracy, "factor_vae.train_accuracy": train_accuracy,
-            "factor_vae.active_codes": float(active.sum())}
+            "factor_vae.active_codes": float(active)}
 
 
 def score(observer: Observer, rng: np.random.Generator, batch_size: int = 64,

@@ -51,9 +51,9 @@ def normalized_information(continuous: np.ndarray, categorical: np.ndarray,
                            seed: int = 0) -> np.ndarray:
     """``NMI [K, d + m]`` of integer factors ``[N, K]`` (each varying) with continuous
     ``[N, d]`` then categorical ``[N, m]`` codes."""
-    columns = []
+    columns, scaled = [], _standardized(continuous)
     for k in range(factors.shape[1]):
-        row = [mutual_info_classif(_standardized(continuous), factors[:, k],
+        row = [mutual_info_classif(scaled, factors[:, k],
                                    discrete_features=False, n_neighbors=neighbors,
                                    random_state=seed)] if continuous.shape[1] else []
         if categorical.shape[1]:

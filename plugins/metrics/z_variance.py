@@ -33,23 +33,22 @@ from disentangle.metrics import (
     fixed_factor_batches,
     varied_factor_batches,
 )
-from disentangle_plugins.metrics.factor_vae import majority_vote, votes
+from disentangle_plugins.metrics.factor_vae import vote
 
 
 def _scores(name: str, largest: bool, global_codes: np.ndarray, train_codes: np.ndarray,
             train_factor: np.ndarray, eval_codes: np.ndarray, eval_factor: np.ndarray,
             num_factors: int, threshold: float) -> dict[str, float]:
-    global_variance = np.asarray(global_codes, dtype=np.float64).var(axis=0, ddof=1)
-    active = np.sqrt(global_variance) >= threshold
-    if not active.any():
+    """The vote's accuracies rescaled from chance, and the active codes' count."""
+    accuracy, train_accuracy, active = vote(global_codes, train_codes, train_factor,
+                                            eval_codes, eval_factor, num_factors, threshold,
+                                            largest)
+    if not active:
         return {name: 0.0, f"{name}.train_accuracy": 0.0, f"{name}.active_codes": 0.0}
-    accuracy, train_accuracy = majority_vote(
-        votes(train_codes, train_factor, global_variance, active, num_factors, largest),
-        votes(eval_codes, eval_factor, global_variance, active, num_factors, largest))
     chance = 1.0 / num_factors
     return {name: (accuracy - chance) / (1 - chance),
             f"{name}.train_accuracy": (train_accuracy - chance) / (1 - chance),
-            f"{name}.active_codes": float(active.sum())}
+            f"{name}.active_codes": float(active)}
 
 
 def z_min(global_codes: np.ndarray, train_codes: np.ndarray, train_fixed: np.ndarray,
