@@ -177,7 +177,23 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
     last = Evaluation()
     bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
+    unchecked: list[dict[str, Any]] = []  # the losses of the steps since the last check
     timed_from, timed_steps = None, 0
+
+    def check() -> None:
+        """Read the unchecked losses (one transfer from the device) into the window, or
+        stop at the first that is NaN or infinite."""
+        values = read_losses(unchecked)
+        first = run.step - len(unchecked)
+        for offset, losses in enumerate(values):
+            for key, value in losses.items():
+                if not math.isfinite(value):
+                    raise DivergenceError.loss(key, first + offset + 1, value)
+                window.setdefault(key, []).append(value)
+        if values:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values[-1].items()}, refresh=False)
+        unchecked.clear()
+
     with bar:
         if evaluation_due() and s.metrics:  # (with no metrics it left nothing to restore)
             last = artifacts.log_evaluation(run, bar.write, progress=progress)
@@ -186,32 +202,49 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
             with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
                 images, factors = run.plan.dataset.sample(s.batch_size, rng)
             with registry.blame("model", s.model, f"train_step() at step {run.step + 1}"):
-                losses = run.model.train_step(images, factors, run.step)
-            for key, value in losses.items():
-                if not math.isfinite(value):
-                    raise DivergenceError.loss(key, run.step + 1, value)
-                window.setdefault(key, []).append(value)
+                unchecked.append(run.model.train_step(images, factors, run.step))
             run.step += 1
             bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-            timed_from = timed_from or time.perf_counter()
             timed_steps += 1
+            if timed_steps in (1, _TIMED_STEPS + 1):  # the timing waits for the device
+                check()
+                timed_from = timed_from or time.perf_counter()
             if timed_steps == _TIMED_STEPS + 1:
                 per_step = (time.perf_counter() - timed_from) / _TIMED_STEPS
                 bar.write(f"estimated training time: {_duration(per_step * s.steps)} for "
                           f"{s.steps} steps ({per_step * 1000:.0f} ms/step on "
                           f"{run.device}), plus evaluation")
-            if run.step % s.log_every == 0 or run.step == s.steps:
+            log_due = run.step % s.log_every == 0 or run.step == s.steps
+            checkpoint_due = run.step % s.checkpoint_every == 0
+            if log_due or checkpoint_due or evaluation_due():
+                check()
+            if log_due:
                 means = {f"train/{k}": float(np.mean(v)) for k, v in window.items()}
                 fresh = {k: v for k, v in means.items() if logged.get(k, -1) < run.step}
                 if fresh:
                     run.tracker.log_metrics(run.run_id, fresh, run.step)
                 window.clear()
-            if run.step % s.checkpoint_every == 0:
+            if checkpoint_due:
                 run.save_checkpoint()
             if evaluation_due():
                 last = artifacts.log_evaluation(run, bar.write, progress=progress)
+        check()  # a stop request: the checkpoint written next holds only checked steps
     return last
+
+
+def read_losses(steps: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The losses of several steps as floats, each step's in its own dict.
+
+    Tensors (what models return, so that a step never waits for the device) are read in one
+    transfer; plain numbers are taken as they are.
+    """
+    tensors = [v for losses in steps for v in losses.values() if isinstance(v, torch.Tensor)]
+    if tensors:
+        device = tensors[0].device
+        read = iter(torch.stack([t.detach().reshape(()).to(device, torch.float32)
+                                 for t in tensors]).tolist())
+    return [{k: next(read) if isinstance(v, torch.Tensor) else float(v)
+             for k, v in losses.items()} for losses in steps]
 
 
 def _out_of_memory(exc: BaseException) -> bool:

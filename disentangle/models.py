@@ -14,6 +14,10 @@ from torch import nn
 
 from disentangle.datasets import FactorDataset
 
+#: the values a training step reports, by name: 0-dim tensors (read by the runner once per
+#: logging window, so that a step never waits for the device) or plain numbers
+Losses = dict[str, torch.Tensor | float]
+
 
 @dataclass
 class Representation:
@@ -80,8 +84,13 @@ class Model(nn.Module, ABC):
         return {}
 
     @abstractmethod
-    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
-        """One optimisation step on a batch; returns the losses to log (plain floats)."""
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> Losses:
+        """One optimisation step on a batch; returns the losses to log.
+
+        Return detached tensors rather than calling ``.item()``: the runner reads a whole
+        logging window at once and checks it for NaN and infinity, so the host never waits
+        for the device inside a window.
+        """
 
     @abstractmethod
     def encode(self, images: torch.Tensor) -> Representation:

@@ -50,3 +50,40 @@ def test_model_runs_through_the_cli(with_toy, capsys, model):
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "samples.png").is_file()
     assert any((artifacts / "traversals").glob("*.png"))
+
+
+@pytest.mark.parametrize("model", [*MODELS, "cgan", "acgan", "projection_cgan"])
+def test_a_training_step_never_waits_for_the_device(with_toy, monkeypatch, model):
+    """Every first-party model returns its losses as 0-dim tensors (or numbers that are not
+    computed on the device, such as a schedule's value) and reads none of them
+    back itself (``Tensor.item`` is the read that would wait for an accelerator; torch's own
+    CPU-side bookkeeping, such as Adam's step count, may still use it)."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from disentangle.config import RunConfig, split_assignments
+    from disentangle.plan import plan_new
+    from disentangle.registry import get_registry
+    from disentangle.run import build_model
+
+    registry = get_registry()
+    plan = plan_new(RunConfig(model=model, dataset="toy_blobs", device="cpu"),
+                    split_assignments(MODELS.get(model, (GAN_TINY,))[0]), registry)
+    built = build_model(plan, torch.device("cpu"))
+    images, factors = plan.dataset.sample(8, np.random.default_rng(0))
+
+    item = torch.Tensor.item
+    plugins = str(Path(sys.modules[type(built).__module__].__file__).parent)
+
+    def refuse(self):
+        if sys._getframe(1).f_code.co_filename.startswith(plugins):
+            raise AssertionError("train_step read a tensor back with .item()")
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", refuse)
+    losses = built.train_step(images, factors, 0)
+    tensors = [v for v in losses.values() if isinstance(v, torch.Tensor)]
+    assert tensors and all(v.dim() == 0 and not v.requires_grad for v in tensors), losses
+    assert all(isinstance(v, (torch.Tensor, float)) for v in losses.values()), losses

@@ -167,6 +167,44 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(with_toy, c
     assert all(torch.isfinite(t).all() for t in state["model"]["modules"].values())
 
 
+def test_losses_are_read_once_per_window_not_once_per_step(with_toy, capsys, monkeypatch):
+    from disentangle import loop
+
+    reads = []
+    real = loop.read_losses
+
+    def counted(steps):
+        reads.append(len(steps))
+        return real(steps)
+
+    monkeypatch.setattr(loop, "read_losses", counted)
+    assert main(["run", *TOY, "--steps", "60", "--checkpoint-every", "30",
+                 "--eval-every", "1000", "--no-progress"]) == 0
+    # the first and eleventh steps are read alone (the time estimate waits for them), then
+    # one read per logging window of 20 steps or checkpoint of 30; the last call finds none
+    assert reads == [1, 10, 9, 10, 10, 20, 0]
+
+
+def test_a_divergence_in_a_window_names_its_first_bad_step(with_toy, capsys):
+    assert main(["run", *TOY, "--steps", "50", "--checkpoint-every", "40",
+                 "--set", "diverge_at=33"]) == 1
+    out = capsys.readouterr().out
+    # read at step 40, before its checkpoint: the one of step 40 is never written
+    assert "loss 'reconstruction' diverged at step 33 (value nan); no checkpoint was " \
+        "written before it" in out
+
+
+def test_read_losses_takes_tensors_and_numbers():
+    from disentangle.loop import read_losses
+
+    steps = [{"a": torch.tensor(1.5), "b": 2}, {"a": torch.tensor(float("nan"))},
+             {"c": torch.tensor(3.0, dtype=torch.float64), "b": 0.25}]
+    values = read_losses(steps)
+    assert values[0] == {"a": 1.5, "b": 2.0} and values[2] == {"c": 3.0, "b": 0.25}
+    assert list(values[1]) == ["a"] and values[1]["a"] != values[1]["a"]
+    assert read_losses([]) == [] and read_losses([{"x": 1}]) == [{"x": 1.0}]
+
+
 def test_real_ctrl_c_in_a_subprocess(toy_site, workdir):
     env = {**os.environ, "PYTHONPATH": str(toy_site), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

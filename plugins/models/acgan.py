@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from disentangle import hookimpl
 from disentangle.config import option
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.conditional import ConditionalGAN, ConditionalGANConfig, Labelled
 
 
@@ -45,16 +45,16 @@ class ACGAN(ConditionalGAN):
         return {"head_out": self.num_classes, "head_dim": config.q_dim}
 
     def code_loss(self, q: torch.Tensor | None, latent: Labelled
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+                  ) -> tuple[torch.Tensor, Losses]:
         """Class cross-entropy of generated images (for both players)."""
         loss = F.cross_entropy(q, latent.labels.to(q.device))
-        return loss, {"class_loss_fake": loss.item()}
+        return loss, {"class_loss_fake": loss.detach()}
 
     def real_code_loss(self, q: torch.Tensor | None, labels: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, dict[str, float]]:
+                       ) -> tuple[torch.Tensor, Losses]:
         """Class cross-entropy of real images (for D)."""
         loss = F.cross_entropy(q, labels)
-        return loss, {"class_loss_real": loss.item()}
+        return loss, {"class_loss_real": loss.detach()}
 
 
 @hookimpl

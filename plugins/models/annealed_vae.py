@@ -16,7 +16,7 @@ import torch
 
 from disentangle import hookimpl
 from disentangle.config import option
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.vae import VAE, VAEConfig
 
 
@@ -46,7 +46,7 @@ class AnnealedVAE(VAE):
     Config = AnnealedVAEConfig
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         cfg = self.config
         c = capacity(cfg.c_max, step, cfg.capacity_steps)
         return cfg.gamma * (kl - c).abs(), {"capacity": c}

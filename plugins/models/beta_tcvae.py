@@ -15,7 +15,7 @@ import torch
 
 from disentangle import hookimpl
 from disentangle.config import option
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.vae import VAE, VAEConfig
 
 
@@ -62,9 +62,9 @@ class BetaTCVAE(VAE):
     Config = BetaTCVAEConfig
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         tc = total_correlation(z, mean, log_var)
-        return kl + (self.config.beta - 1) * tc, {"total_correlation": tc.item()}
+        return kl + (self.config.beta - 1) * tc, {"total_correlation": tc.detach()}
 
 
 @hookimpl

@@ -13,7 +13,7 @@ import torch
 
 from disentangle import hookimpl
 from disentangle.config import option
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.vae import VAE, VAEConfig
 
 
@@ -36,7 +36,7 @@ class BetaVAE(VAE):
     Config = BetaVAEConfig
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         return self.config.beta * kl, {}
 
 

@@ -17,7 +17,7 @@ import torch
 
 from disentangle import hookimpl
 from disentangle.config import option
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.vae import VAE, VAEConfig
 
 
@@ -69,11 +69,11 @@ class DIPVAEI(VAE):
         return covariance(mean)
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         cfg = self.config
         penalty = dip_penalty(self.target_covariance(mean, log_var), cfg.lambda_od,
                               cfg.lambda_d_factor * cfg.lambda_od)
-        return kl + penalty, {"dip_penalty": penalty.item()}
+        return kl + penalty, {"dip_penalty": penalty.detach()}
 
 
 class DIPVAEII(DIPVAEI):

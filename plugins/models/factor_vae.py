@@ -21,7 +21,7 @@ from torch import nn
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
-from disentangle.models import Model
+from disentangle.models import Losses, Model
 from disentangle_plugins.models.vae import VAE, VAEConfig
 
 
@@ -87,7 +87,7 @@ class FactorVAE(VAE):
                                          betas=(config.beta1_disc, config.beta2_disc))
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         # the discriminator is a fixed function here: gradients go to the encoder only
         self.discriminator.requires_grad_(False)
         try:
@@ -95,9 +95,9 @@ class FactorVAE(VAE):
         finally:
             self.discriminator.requires_grad_(True)
         tc = (logits[:, 0] - logits[:, 1]).mean()
-        return kl + self.config.gamma * tc, {"total_correlation": tc.item()}
+        return kl + self.config.gamma * tc, {"total_correlation": tc.detach()}
 
-    def update_auxiliary(self, z: torch.Tensor) -> dict[str, float]:
+    def update_auxiliary(self, z: torch.Tensor) -> Losses:
         """One discriminator step: class 0 for the batch's ``z``, class 1 for permuted ``z``."""
         logits = self.discriminator(torch.cat([z, permute_dims(z)]))
         labels = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(self.device)
@@ -106,7 +106,7 @@ class FactorVAE(VAE):
         loss.backward()
         self.opt_disc.step()
         accuracy = (logits.argmax(1) == labels).float().mean()
-        return {"discriminator_loss": loss.item(), "discriminator_accuracy": accuracy.item()}
+        return {"discriminator_loss": loss.detach(), "discriminator_accuracy": accuracy.detach()}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {**super().optimizers(), "discriminator": self.opt_disc}

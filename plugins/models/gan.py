@@ -43,7 +43,7 @@ import torch
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
-from disentangle.models import Model, Representation, eval_mode, sweep
+from disentangle.models import Losses, Model, Representation, eval_mode, sweep
 from disentangle_plugins.models.inverse import InverseEncoder
 from disentangle_plugins.models.nets import (
     Discriminator,
@@ -256,12 +256,12 @@ class GANBase(Model):
         raise NotImplementedError
 
     def code_loss(self, q: torch.Tensor | None, latent: Any
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+                  ) -> tuple[torch.Tensor, Losses]:
         """A loss on Q's output for images made from ``latent``, and values to log."""
         return torch.zeros((), device=self.device), {}
 
     def real_code_loss(self, q: torch.Tensor | None, labels: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, dict[str, float]]:
+                       ) -> tuple[torch.Tensor, Losses]:
         """A loss on Q's output for real images of ``labels``, added to D's loss only, and
         values to log; zero here."""
         return torch.zeros((), device=self.device), {}
@@ -283,7 +283,7 @@ class GANBase(Model):
         """The labels D is told for images made from ``latent``: the ones they were made for."""
         return None if self.condition is None else latent.labels.to(self.device)
 
-    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> Losses:
         cfg = self.config
         n = images.shape[0]
         real = images.to(self.device)
@@ -311,8 +311,8 @@ class GANBase(Model):
             (g_adv + g_code).backward()
             self.opt_g.step()
 
-        return {"d_loss": d_loss.item(), "g_loss": g_adv.item(),
-                "d_real": torch.sigmoid(real_logit).mean().item(), **logged_real, **logged}
+        return {"d_loss": d_loss.detach(), "g_loss": g_adv.detach(),
+                "d_real": torch.sigmoid(real_logit.detach()).mean(), **logged_real, **logged}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"d": self.opt_d, "g": self.opt_g}

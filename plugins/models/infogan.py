@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
-from disentangle.models import Model, Representation, sweep
+from disentangle.models import Losses, Model, Representation, sweep
 from disentangle_plugins.models.gan import ARCHITECTURES as GAN_ARCHITECTURES
 from disentangle_plugins.models.gan import PRESET, GANBase, GANConfig
 
@@ -177,21 +177,22 @@ class InfoGAN(GANBase):
         return cat, cont
 
     def code_loss(self, q: torch.Tensor | None, latent: Codes
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+                  ) -> tuple[torch.Tensor, Losses]:
         """The weighted information losses, and the information terms and bounds to log."""
         cfg = self.config
         info_cat, info_cont = self.information_losses(q, latent.classes, latent.continuous)
         logged = {}
         if self.cat_sizes:
             entropy = sum(math.log(k) for k in self.cat_sizes)
-            logged["info_categorical"] = info_cat.item()
-            logged["mi_bound_categorical"] = entropy - info_cat.item()
+            logged["info_categorical"] = info_cat.detach()
+            logged["mi_bound_categorical"] = entropy - info_cat.detach()
         if cfg.continuous_dim:
-            logged["info_continuous"] = info_cont.item()
+            logged["info_continuous"] = info_cont.detach()
             if cfg.learn_variance:
                 # with the variance fixed at 1 the bound cannot exceed log 2 - log(2 pi) / 2 < 0
                 # per code, so it is only worth reading when Q learns the variance
-                logged["mi_bound_continuous"] = cfg.continuous_dim * math.log(2) - info_cont.item()
+                logged["mi_bound_continuous"] = (cfg.continuous_dim * math.log(2)
+                                                 - info_cont.detach())
         return cfg.lambda_categorical * info_cat + cfg.lambda_continuous * info_cont, logged
 
     # -- class-conditional generation (the ClassConditional protocol) ------------------------

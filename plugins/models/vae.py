@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from disentangle import hookimpl
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
-from disentangle.models import Model, Representation, sweep
+from disentangle.models import Losses, Model, Representation, sweep
 from disentangle_plugins.models.nets import ConvEncoder, DeconvDecoder
 
 
@@ -91,21 +91,21 @@ class VAE(Model):
         return mean, log_var
 
     def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor,
-                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    z: torch.Tensor, step: int) -> tuple[torch.Tensor, Losses]:
         """The term added to the reconstruction loss, and extra values to log.
 
         ``kl`` is the batch mean of KL(q(z|x) || p(z)); ``z`` the reparameterised samples.
         """
         return kl, {}
 
-    def update_auxiliary(self, z: torch.Tensor) -> dict[str, float]:
+    def update_auxiliary(self, z: torch.Tensor) -> Losses:
         """Train networks other than encoder and decoder on this step's (detached) samples.
 
         Only FactorVAE has one (its latent discriminator); returns values to log.
         """
         return {}
 
-    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> Losses:
         x = images.to(self.device)
         mean, log_var = self.posterior(x)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
@@ -117,8 +117,8 @@ class VAE(Model):
         loss.backward()
         self.opt.step()
         logged.update(self.update_auxiliary(z.detach()))
-        return {"loss": loss.item(), "reconstruction": reconstruction.item(), "kl": kl.item(),
-                "elbo": -(reconstruction + kl).item(), **logged}
+        return {"loss": loss.detach(), "reconstruction": reconstruction.detach(),
+                "kl": kl.detach(), "elbo": -(reconstruction + kl).detach(), **logged}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"vae": self.opt}

@@ -17,7 +17,7 @@ from torch import nn
 import disentangle
 from disentangle.config import option
 from disentangle.datasets import FactorDataset
-from disentangle.models import Model, Representation
+from disentangle.models import Losses, Model, Representation
 from disentangle_plugins.models.gan import GANBase, InverseScoredConfig
 
 _PATTERNS = torch.tensor([
@@ -73,7 +73,7 @@ class ToyAutoencoder(Model):
         self.to(self.device)
         self.opt = torch.optim.Adam(self.parameters(), lr=config.lr)
 
-    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> dict[str, float]:
+    def train_step(self, images: torch.Tensor, factors: np.ndarray, step: int) -> Losses:
         x = images.to(self.device).flatten(1)
         noise = 0.01 * torch.randn_like(x)
         loss = ((torch.sigmoid(self.decoder(self.encoder(x + noise))) - x) ** 2).mean()
@@ -85,7 +85,7 @@ class ToyAutoencoder(Model):
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        return {"reconstruction": loss.item()}
+        return {"reconstruction": loss.detach()}
 
     def encode(self, images: torch.Tensor) -> Representation:
         time.sleep(self.config.encode_delay)
