@@ -72,10 +72,22 @@ class FactorDataset(ABC):
         share the given factors.
         """
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-        """A training batch: ``(images, factors)``."""
+    def images_on(self, device: torch.device, factors: np.ndarray,
+                  rng: np.random.Generator | None = None) -> torch.Tensor:
+        """:meth:`images`, on ``device``.
+
+        The default makes them on the CPU and moves them. A dataset that can draw its images
+        on the device itself overrides this (the same pixels, made there), so that a
+        training batch sends nothing image-sized from the host to an accelerator.
+        """
+        images = self.images(factors, rng)
+        return images if torch.device(device).type == "cpu" else images.to(device)
+
+    def sample(self, n: int, rng: np.random.Generator, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, np.ndarray]:
+        """A training batch: ``(images on device, factors)``."""
         factors = self.sample_factors(n, rng)
-        return self.images(factors, rng), factors
+        return self.images_on(torch.device(device), factors, rng), factors
 
     def index(self, factors: np.ndarray) -> np.ndarray:
         """Row of each factor combination in the row-major grid (the last factor varies fastest)."""

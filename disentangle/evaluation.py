@@ -113,7 +113,7 @@ class Observer:
         with bar, eval_mode(self.model):
             for start in range(0, len(factors), self.batch_size):
                 chunk = factors[start:start + self.batch_size]
-                images = self.dataset.images(chunk, rng).to(self.model.device)
+                images = self.dataset.images_on(self.model.device, chunk, rng)
                 parts.append(self.model.encode(images))
                 bar.update(len(chunk))
         self.images_encoded += len(factors)

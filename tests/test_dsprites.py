@@ -131,6 +131,58 @@ def test_rendering_big_batches_matches_small_ones() -> None:
     assert torch.equal(whole[:70], parts) and whole.shape == (5000, 64, 64)
 
 
+def _whole_image_reference(factors: np.ndarray) -> np.ndarray:
+    """dSprites drawn in numpy the slow way: the renderer's formulas in float32 evaluated at
+    every pixel of the whole image, with no windows, gathers or row copies."""
+    tables = factor_value_tables((3, 6, 40, 32, 32))
+    heart = dsprites._HEART_TABLE.numpy()
+    size = len(heart) - 2
+    a, b = dsprites._ELLIPSE_AXES
+    out = np.zeros((len(factors), 64, 64), bool)
+    j = np.arange(64)
+    for n, (shape, scale_k, angle_k, x_k, y_k) in enumerate(factors):
+        scale, angle = tables[1][scale_k], tables[2][angle_k]
+        cx, cy = 16 + 32 * tables[3][x_k], 16 + 32 * tables[4][y_k]
+        x0, y0 = np.floor(cx) - 14, np.floor(cy) - 14
+        dx = ((x0 - cx) + (j - x0 + 0.5)).astype(np.float32)
+        dy = ((y0 - cy) + (j - y0 + 0.5)).astype(np.float32)
+        cos = np.float32(np.cos(angle) / scale)
+        sin = np.float32(np.sin(angle) / scale)
+        u = (cos * dx)[None, :] + (-sin * dy)[:, None]
+        v = (sin * dx)[None, :] + (cos * dy)[:, None]
+        if shape == 0:
+            out[n] = np.maximum(np.abs(u), np.abs(v)) <= dsprites._SQUARE_HALF
+        elif shape == 1:
+            out[n] = np.square(u * (1 / a)) + np.square(v * (1 / b)) <= 1.0
+        else:
+            row = np.minimum(np.abs(u) * (size / dsprites._HEART_WIDTH) + 0.5,
+                             size + 1).astype(np.int64)
+            out[n] = (v >= heart[row, 0]) & (v <= heart[row, 1])
+    return out
+
+
+def test_the_renderer_draws_the_whole_image_reference_pixel_for_pixel() -> None:
+    """Every shape, scale and orientation, at random positions and at the four corners."""
+    grid = np.stack(np.meshgrid(range(3), range(6), range(40), indexing="ij"), -1).reshape(-1, 3)
+    rng = np.random.default_rng(5)
+    positions = rng.integers(0, 32, (len(grid), 2))
+    positions[:4] = [[0, 0], [0, 31], [31, 0], [31, 31]]
+    factors = np.concatenate([grid, positions], axis=1)
+    factors = np.concatenate([factors, factors[:: 37] * [1, 1, 1, 0, 0] + [0, 0, 0, 31, 31]])
+    drawn = render(factors).bool().numpy()
+    assert (drawn == _whole_image_reference(factors)).all()
+    assert drawn.any(axis=(1, 2)).all()
+
+
+def test_images_made_on_a_device_are_the_ones_made_on_the_cpu(ds) -> None:
+    """The device path (placement on the CPU, pixels on the device) run on the CPU device
+    object; an accelerator runs the same operations."""
+    factors = ds.sample_factors(300, np.random.default_rng(1))
+    assert torch.equal(ds.images_on(torch.device("cpu"), factors), ds.images(factors))
+    images, sampled = ds.sample(50, np.random.default_rng(2), torch.device("cpu"))
+    assert torch.equal(images, ds.images(sampled))
+
+
 # ---- the official file -------------------------------------------------------------------
 
 class TinySprites(DSprites):

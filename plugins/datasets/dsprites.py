@@ -115,16 +115,22 @@ def _value_tensors(factor_sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
 _CHUNK = 2048
 
 
-def render(factors: np.ndarray, factor_sizes: tuple[int, ...] = (3, 6, 40, 32, 32)) -> torch.Tensor:
-    """Draw sprites for validated factor rows ``[n, 5]``: float tensor ``[n, 64, 64]`` of 0/1.
+def render(factors: np.ndarray, factor_sizes: tuple[int, ...] = (3, 6, 40, 32, 32),
+           device: torch.device | str | None = None) -> torch.Tensor:
+    """Draw sprites for validated factor rows ``[n, 5]``: float tensor ``[n, 64, 64]`` of 0/1,
+    on ``device`` (default: the CPU).
 
     Only a 29 x 29 window around each sprite is evaluated, with an analytic inside test per
     shape vectorised over the batch; windows are then shifted into place (a gather along
-    columns, a row copy), so no per-pixel scatter is needed.
+    columns, a row copy), so no per-pixel scatter is needed. Each sprite's placement and
+    rotation (a few numbers) are computed on the CPU and only the per-pixel work runs on
+    ``device``; that work is additions, multiplications, comparisons and a table look-up,
+    which IEEE arithmetic makes exact, so every device draws the same pixels.
     """
+    device = torch.device(device or "cpu")
     f = torch.from_numpy(np.ascontiguousarray(factors, dtype=np.int64))
     with _one_thread():
-        out = torch.zeros(len(f) * 64, 64)
+        out = torch.zeros(len(f) * 64, 64, device=device)
         for start in range(0, len(f), _CHUNK):
             _render_chunk(f[start:start + _CHUNK], out[start * 64:(start + _CHUNK) * 64],
                           factor_sizes)
@@ -144,8 +150,15 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@functools.lru_cache(maxsize=4)
+def _heart_table_on(device: torch.device) -> torch.Tensor:
+    return _HEART_TABLE.to(device)
+
+
 def _render_chunk(f: torch.Tensor, out: torch.Tensor, factor_sizes: tuple[int, ...]) -> None:
-    """Draw factor rows ``f`` into ``out`` (``[n * 64, 64]``, zero)."""
+    """Draw factor rows ``f`` (on the CPU) into ``out`` (``[n * 64, 64]``, zero, on any
+    device)."""
+    device = out.device
     tables = _value_tensors(factor_sizes)
     scale = tables[1][f[:, 1]]
     angle = tables[2][f[:, 2]]
@@ -154,16 +167,17 @@ def _render_chunk(f: torch.Tensor, out: torch.Tensor, factor_sizes: tuple[int, .
     x0 = torch.floor(cx).long() - _WINDOW // 2
     y0 = torch.floor(cy).long() - _WINDOW // 2
     steps = torch.arange(_WINDOW, dtype=torch.float64) + 0.5
-    dx = ((x0.double() - cx)[:, None] + steps).float()      # [n, W] offsets of pixel centres
-    dy = ((y0.double() - cy)[:, None] + steps).float()
-    cos = (torch.cos(angle) / scale).float()[:, None]
-    sin = (torch.sin(angle) / scale).float()[:, None]
+    dx = ((x0.double() - cx)[:, None] + steps).float().to(device)  # [n, W] pixel centres
+    dy = ((y0.double() - cy)[:, None] + steps).float().to(device)
+    cos = (torch.cos(angle) / scale).float()[:, None].to(device)
+    sin = (torch.sin(angle) / scale).float()[:, None].to(device)
+    shapes, x0, y0 = f[:, 0].to(device), x0.to(device), y0.to(device)
     # sprite-frame coordinates of pixel (row i, column j): u = cos dx_j - sin dy_i,
     # v = sin dx_j + cos dy_i (turning the sprite counter-clockwise on screen, rows down)
     u_col, u_row = cos * dx, -sin * dy
     v_col, v_row = sin * dx, cos * dy
     for shape, inside in enumerate((_inside_square, _inside_ellipse, _inside_heart)):
-        rows = (f[:, 0] == shape).nonzero().squeeze(1)
+        rows = (shapes == shape).nonzero().squeeze(1)
         if len(rows):
             u = u_col[rows, None, :] + u_row[rows, :, None]
             v = v_col[rows, None, :] + v_row[rows, :, None]
@@ -174,13 +188,13 @@ def _place(out: torch.Tensor, window: torch.Tensor, rows: torch.Tensor, x0: torc
            y0: torch.Tensor) -> None:
     """Write windows ``[m, W, W]`` into images ``rows`` of ``out`` (``[n * 64, 64]``) with
     their top-left corners at ``(y0, x0)``."""
-    m = len(rows)
-    padded = torch.zeros(m, _WINDOW, _WINDOW + 1)           # last column: zero, for outside
+    m, device = len(rows), out.device
+    padded = torch.zeros(m, _WINDOW, _WINDOW + 1, device=device)  # last column: zero, outside
     padded[:, :, :_WINDOW] = window
-    columns = torch.arange(64) - x0[:, None]
+    columns = torch.arange(64, device=device) - x0[:, None]
     columns = columns.masked_fill_((columns < 0) | (columns >= _WINDOW), _WINDOW)
     wide = padded.gather(2, columns[:, None, :].expand(m, _WINDOW, 64))
-    destination = (rows * 64 + y0)[:, None] + torch.arange(_WINDOW)
+    destination = (rows * 64 + y0)[:, None] + torch.arange(_WINDOW, device=device)
     out.index_copy_(0, destination.view(-1), wide.view(-1, 64))
 
 
@@ -196,7 +210,7 @@ def _inside_ellipse(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def _inside_heart(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     size = len(_HEART_TABLE) - 2
     row = u.abs_().mul_(size / _HEART_WIDTH).add_(0.5).clamp_(max=size + 1).long()
-    edges = _HEART_TABLE[row]
+    edges = _heart_table_on(u.device)[row]
     return (v >= edges[..., 0]) & (v <= edges[..., 1])
 
 
@@ -232,18 +246,25 @@ class DSprites(FactorDataset):
         tables = factor_value_tables(self.factor_sizes)
         return np.stack([table[factors[:, k]] for k, table in enumerate(tables)], axis=1)
 
-    def sprites(self, factors: np.ndarray) -> torch.Tensor:
-        """Binary sprites for factor rows ``[n, 5]``: float tensor ``[n, 1, 64, 64]`` in {0, 1}."""
+    def sprites(self, factors: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Binary sprites for factor rows ``[n, 5]``: float tensor ``[n, 1, 64, 64]`` in
+        {0, 1}, made on ``device``: rendered there, or, from the official file, its packed
+        bits sent there (1/32 of the floats) and unpacked."""
         factors = self.check_factors(factors)
         if self.packed is None:
-            return render(factors, self.factor_sizes).unsqueeze(1)
-        bits = np.unpackbits(self.packed[self.index(factors)], axis=-1)
+            return render(factors, self.factor_sizes, device).unsqueeze(1)
+        packed = torch.from_numpy(self.packed[self.index(factors)]).to(device)
+        bits = packed[..., None] >> torch.arange(7, -1, -1, dtype=torch.uint8, device=device)
         with _one_thread():
-            return torch.from_numpy(bits).unsqueeze(1).float()
+            return (bits & 1).view(len(factors), 1, 64, 64).float()
 
     def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Binary sprites for factor rows ``[n, 5]``: float tensor ``[n, 1, 64, 64]`` in {0, 1}."""
         return self.sprites(factors)
+
+    def images_on(self, device: torch.device, factors: np.ndarray,
+                  rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.sprites(factors, device)
 
     @classmethod
     def fetch(cls, data_dir: Path) -> Path:
@@ -261,16 +282,22 @@ class _ColouredDSprites(DSprites):
     deterministic = False
 
     def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.images_on(torch.device("cpu"), factors, rng)
+
+    def images_on(self, device: torch.device, factors: np.ndarray,
+                  rng: np.random.Generator | None = None) -> torch.Tensor:
         if rng is None:
             raise ValueError(f"{self.name}: images(factors) needs an rng for the random "
                              "colours of each image")
-        sprites = self.sprites(factors)
+        sprites = self.sprites(factors, device)
         with _one_thread():
             return self.colour(sprites, rng)
 
     @abstractmethod
     def colour(self, sprites: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Turn binary sprites ``[n, 1, 64, 64]`` into this variant's RGB images."""
+        """Turn binary sprites ``[n, 1, 64, 64]`` into this variant's RGB images, on the
+        sprites' device; the random draws come from ``rng`` on the host, so a run's images
+        are the same on every device."""
 
 
 class ColorDSprites(_ColouredDSprites):
@@ -283,7 +310,7 @@ class ColorDSprites(_ColouredDSprites):
 
     def colour(self, sprites: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         colours = torch.from_numpy(rng.uniform(0.5, 1.0, (len(sprites), 3, 1, 1))).float()
-        return sprites * colours
+        return sprites * colours.to(sprites.device)
 
 
 class NoisyDSprites(_ColouredDSprites):
@@ -296,7 +323,7 @@ class NoisyDSprites(_ColouredDSprites):
 
     def colour(self, sprites: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         noise = torch.from_numpy(rng.random((len(sprites), 3, 64, 64), dtype=np.float32))
-        return torch.maximum(noise, sprites)
+        return torch.maximum(noise.to(sprites.device), sprites)
 
 
 @hookimpl
