@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, help="evaluate every N steps (default: 1000)")
     run.add_argument("--checkpoint-every", type=int,
                      help="write the checkpoint every N steps (default: 250)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                     help="training arithmetic (default: fp32); bf16 and fp16 are mixed "
+                          "precision, fp16 on CUDA only")
+    run.add_argument("--compile", action="store_true",
+                     help="compile the networks with torch.compile (slow start, may be faster)")
     run.add_argument("--data-dir", help="folder with dataset files (default: $DISENTANGLE_DATA)")
     run.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "

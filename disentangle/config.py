@@ -42,6 +42,10 @@ class RunConfig:
     checkpoint_every: int = option(250, "write the checkpoint every this many steps")
     log_every: int = option(20, "log training losses every this many steps")
     metrics: tuple[str, ...] = option(("mig", "categorical_accuracy"), "metrics to evaluate")
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "training arithmetic: fp32, or mixed precision in bf16 or fp16 (fp16 with "
+        "loss scaling; evaluation stays fp32)")
+    compile: bool = option(False, "compile each network's forward pass with torch.compile")
     data_dir: str = option("", "folder with the dataset's files, when it uses any")
     experiment: str = option("", "MLflow experiment; empty means the dataset name")
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from disentangle import artifacts
 from disentangle.errors import DivergenceError, PluginError, UsageError
 from disentangle.evaluation import Evaluation
+from disentangle.precision import autocast
 from disentangle.run import Run
 
 #: steps timed (after one warm-up step) for the estimate of the training time
@@ -201,7 +202,8 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
             rng = seed_step(s.seed, run.step)
             with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
                 images, factors = run.plan.dataset.sample(s.batch_size, rng, run.device)
-            with registry.blame("model", s.model, f"train_step() at step {run.step + 1}"):
+            with registry.blame("model", s.model, f"train_step() at step {run.step + 1}"), \
+                    autocast(s.precision, run.device):
                 unchecked.append(run.model.train_step(images, factors, run.step))
             run.step += 1
             bar.update(1)

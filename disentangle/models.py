@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from disentangle.datasets import FactorDataset
+from disentangle.precision import scales_losses
 
 #: the values a training step reports, by name: 0-dim tensors (read by the runner once per
 #: logging window, so that a step never waits for the device) or plain numbers
@@ -65,12 +66,52 @@ class Model(nn.Module, ABC):
     Config: ClassVar[type]
     #: training steps of the default schedule (sized for a few minutes on a laptop CPU)
     default_steps: ClassVar[int] = 2000
+    #: whether the runner stores the model's 4-D weights channels-last (set per model where
+    #: ``benchmarks/step_speed.py`` measured it faster, with the same losses)
+    channels_last: ClassVar[bool] = False
 
     def __init__(self, config: Any, dataset: FactorDataset, device: torch.device):
         super().__init__()
         self.config = config
         self.image_shape = tuple(dataset.image_shape)
         self.device = torch.device(device)
+        #: the training steps' floating-point mode (:mod:`disentangle.precision`), set by the
+        #: runner through :meth:`set_precision` once the model is built
+        self.precision = "fp32"
+        #: fp16's loss scaler of each optimiser, by the optimiser's name
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+
+    def set_precision(self, precision: str) -> None:
+        """Train in ``precision`` from now on (the runner wraps each step in its autocast)."""
+        self.precision = precision
+        self.scalers = ({name: torch.amp.GradScaler(self.device.type)
+                         for name in self.optimizers()} if scales_losses(precision) else {})
+
+    def compile_networks(self) -> None:
+        """Compile each network's (child module's) forward pass with ``torch.compile``; the
+        weights, and so the checkpoints, stay as they are."""
+        for child in self.children():
+            child.forward = torch.compile(child.forward)
+
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One update of ``optimizer`` from ``loss``: zero its gradients, back-propagate,
+        step.
+
+        Back-propagation runs outside autocast, and with fp16 through the optimiser's loss
+        scaler, which skips a step whose gradients overflowed and lowers its scale. Every
+        first-party model updates through this, so each runs in every precision.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        scaler = next((self.scalers[name] for name, o in self.optimizers().items()
+                       if o is optimizer and name in self.scalers), None)
+        with torch.autocast(self.device.type, enabled=False):
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
 
     @classmethod
     def default_steps_for(cls, dataset: FactorDataset) -> int:
@@ -119,14 +160,20 @@ class Model(nn.Module, ABC):
         return {}
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly: weights and optimiser states."""
-        return {"modules": self.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+        """Everything needed to continue training exactly: weights and optimiser states (and
+        fp16's loss scales)."""
+        state = {"modules": self.state_dict(),
+                 "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+        if self.scalers:
+            state["scalers"] = {k: s.state_dict() for k, s in self.scalers.items()}
+        return state
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state["modules"])
         for key, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][key])
+        for key, scaler in self.scalers.items():
+            scaler.load_state_dict(state["scalers"][key])
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from disentangle.errors import DivergenceError, NoCheckpoint, UsageError, first_
 from disentangle.lease import RunLease, settle
 from disentangle.models import Model
 from disentangle.plan import Plan, plan_stored
+from disentangle.precision import check_precision
 from disentangle.provenance import run_tags
 from disentangle.registry import Registry
 from disentangle.tracking import Tracker, run_cache
@@ -87,15 +88,24 @@ class Run:
 
 def build_model(plan: Plan, device: torch.device) -> Model:
     """The model, initialised from the run's seed (so two runs of one seed start equal),
-    once the batch is known to fit the device's memory."""
-    check_batch_fits(plan.settings.batch_size, tuple(plan.dataset.image_shape), device)
-    torch.manual_seed(plan.settings.seed)
+    once the batch is known to fit the device's memory and the precision to run there; set
+    to that precision, its weights channels-last where the model asks for it, and its
+    networks compiled where the run asks for it."""
+    s = plan.settings
+    check_batch_fits(s.batch_size, tuple(plan.dataset.image_shape), device)
+    check_precision(s.precision, device)
+    torch.manual_seed(s.seed)
     try:
-        return plan.model_cls(plan.model_config, plan.dataset, device)
+        model = plan.model_cls(plan.model_config, plan.dataset, device)
     except Exception as exc:
-        raise UsageError(f"model {plan.settings.model!r} cannot be built with these "
-                         f"hyper-parameters on {plan.settings.dataset!r}: "
-                         f"{type(exc).__name__}: {first_line(exc)}") from None
+        raise UsageError(f"model {s.model!r} cannot be built with these hyper-parameters on "
+                         f"{s.dataset!r}: {type(exc).__name__}: {first_line(exc)}") from None
+    model.set_precision(s.precision)
+    if model.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if s.compile:
+        model.compile_networks()
+    return model
 
 
 def _handle(plan: Plan, model: Model, device: torch.device, registry: Registry,
@@ -123,8 +133,9 @@ def new_run(plan: Plan, registry: Registry, tracker: Tracker,
         path = Path(tmp) / "config.yaml"
         path.write_text(record.to_yaml(s, plan.model_config))
         tracker.log_artifact(run_id, path)
+    mode = "" if s.precision == "fp32" else f" in {s.precision} mixed precision"
     echo(f"run {run_id}: {s.model} on {s.dataset}, seed {s.seed}, {s.steps} steps of "
-         f"batch {s.batch_size} on {device}")
+         f"batch {s.batch_size} on {device}{mode}" + (", compiled" if s.compile else ""))
     return _handle(plan, model, device, registry, tracker, run_id, 0, resumed=False)
 
 

@@ -102,9 +102,7 @@ class FactorVAE(VAE):
         logits = self.discriminator(torch.cat([z, permute_dims(z)]))
         labels = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(self.device)
         loss = F.cross_entropy(logits, labels)
-        self.opt_disc.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_disc.step()
+        self.optimize(self.opt_disc, loss)
         accuracy = (logits.argmax(1) == labels).float().mean()
         return {"discriminator_loss": loss.detach(), "discriminator_accuracy": accuracy.detach()}
 

@@ -297,9 +297,7 @@ class GANBase(Model):
         d_adv = adversarial_loss(cfg.loss, real_logit, fake_logit, for_generator=False)
         d_real_code, logged_real = self.real_code_loss(q_real, real_labels)
         d_loss = d_adv + self.code_loss(q_fake, latent)[0] + d_real_code
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        self.optimize(self.opt_d, d_loss)
 
         for _ in range(cfg.g_steps):
             latent = self.sample_latent(n)
@@ -307,9 +305,7 @@ class GANBase(Model):
                                                    self._fake_labels(latent))
             g_adv = adversarial_loss(cfg.loss, None, fake_logit, for_generator=True)
             g_code, logged = self.code_loss(q_fake, latent)
-            self.opt_g.zero_grad(set_to_none=True)
-            (g_adv + g_code).backward()
-            self.opt_g.step()
+            self.optimize(self.opt_g, g_adv + g_code)
 
         return {"d_loss": d_loss.detach(), "g_loss": g_adv.detach(),
                 "d_real": torch.sigmoid(real_logit.detach()).mean(), **logged_real, **logged}

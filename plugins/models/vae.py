@@ -74,6 +74,8 @@ class VAE(Model):
     #: a schedule of a few minutes on a laptop CPU
     #: (step times: benchmarks/results/baselines_dsprites.md)
     default_steps = 1000
+    #: faster channels-last on the CPU (benchmarks/results/step_speed.txt)
+    channels_last = True
 
     def __init__(self, config: VAEConfig, dataset: FactorDataset, device: torch.device):
         super().__init__(config, dataset, device)
@@ -113,9 +115,7 @@ class VAE(Model):
         kl = gaussian_kl(mean, log_var).sum(1).mean()
         regularizer, logged = self.regularizer(kl, mean, log_var, z, step)
         loss = reconstruction + regularizer
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.optimize(self.opt, loss)
         logged.update(self.update_auxiliary(z.detach()))
         return {"loss": loss.detach(), "reconstruction": reconstruction.detach(),
                 "kl": kl.detach(), "elbo": -(reconstruction + kl).detach(), **logged}
