@@ -120,7 +120,8 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
         try:
             run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
             result = _loop(run, stop, progress, logged)
-            run.save_checkpoint()
+            if run.kept != run.step:  # (the loop may have just written it)
+                run.save_checkpoint()
             if stop.requested:
                 status = "KILLED"
                 echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
