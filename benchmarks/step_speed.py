@@ -4,12 +4,13 @@ each CPU option buys.
 For each model, with its shipped settings (fp32, its own memory format, torch's default
 thread count):
 
-1. **runner / bare.** ``--steps`` steps through the runner (:func:`disentangle.loop.train`,
-   with its MLflow store, losses logged every 20 steps, a checkpoint every
-   ``--checkpoint-every`` steps and at the end, the progress bar) against the same steps in
-   a bare loop of the same model code (sample, step, no runner), alternated ``--repeats``
-   times; the ratio of the medians. The runner is timed from its first step to its closed
-   record; building the model and opening the record are left out of both.
+1. **runner / bare.** Steps through the runner (:func:`disentangle.loop.train`, with its
+   MLflow store, losses logged every 20 steps, a checkpoint every ``--checkpoint-every``
+   steps, the progress bar) against the same seeded steps in a bare loop of the same model
+   code (sample, step, no runner), alternated ``--repeats`` times; the ratio of the
+   medians. Each time per step is the difference between ``2 * --steps`` and ``--steps``
+   steps, so the run's start-up and closing (its final checkpoint and pictures) and the
+   first steps' warm-up cancel out: it is what the runner adds to every step.
 2. **options.** Milliseconds per step of the bare loop, alternated in rounds, for the
    shipped model and with one thing changed: the other memory format (channels-last or
    not), bf16 autocast, one thread instead of all, and with ``--compile`` also
@@ -94,7 +95,12 @@ def runner_seconds(model: str, steps: int, checkpoint_every: int, folder: Path,
 
 def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: int,
                         device: str = "cpu") -> tuple[float, float]:
-    """Median ms/step of the runner and of the bare loop, alternated."""
+    """Median ms per step of the runner and of the bare loop, alternated.
+
+    Each is the difference of two timings, ``2 * steps`` steps against ``steps``, divided
+    by ``steps``: what one more step costs, with the start-up, the first steps' warm-up and
+    (for the runner) the end of the run's record cancelled out.
+    """
     runner, bare = [], []
     plan = plan_for(model, steps, checkpoint_every, device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,10 +108,12 @@ def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: 
         os.chdir(tmp)  # the runs' checkpoints and artifacts live beside their store
         try:
             for _ in range(repeats):
-                runner.append(runner_seconds(model, steps, checkpoint_every, Path(tmp),
-                                             device))
+                short, long = (runner_seconds(model, n, checkpoint_every, Path(tmp), device)
+                               for n in (steps, 2 * steps))
+                runner.append(long - short)
                 built = build_model(plan, torch.device(device))
-                bare.append(bare_seconds(plan, built, steps))
+                short, long = (bare_seconds(plan, built, n) for n in (steps, 2 * steps))
+                bare.append(long - short)
         finally:
             os.chdir(cwd)
     return (1000 * statistics.median(runner) / steps, 1000 * statistics.median(bare) / steps)
@@ -178,11 +186,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(models),
                         help="comma-separated (default: every registered model)")
-    parser.add_argument("--steps", type=int, default=100, help="steps of each runner run")
-    parser.add_argument("--checkpoint-every", type=int, default=100,
+    parser.add_argument("--steps", type=int, default=50,
+                        help="runs of this many steps and of twice as many are timed")
+    parser.add_argument("--checkpoint-every", type=int, default=50,
                         help="the runner's checkpoint interval (its default is 250)")
-    parser.add_argument("--repeats", type=int, default=3, help="runner/bare alternations")
-    parser.add_argument("--option-steps", type=int, default=20,
+    parser.add_argument("--repeats", type=int, default=2, help="runner/bare alternations")
+    parser.add_argument("--option-steps", type=int, default=10,
                         help="steps per timing of an option")
     parser.add_argument("--rounds", type=int, default=3, help="timings per option")
     parser.add_argument("--compile", action="store_true",
@@ -197,8 +206,9 @@ def main() -> None:
              f"{platform.python_version()}, {os.cpu_count()} CPUs, "
              f"{torch.get_num_threads()} torch threads; load average "
              f"{os.getloadavg()[0]:.2f} at the start",
-             f"runner: {args.steps} steps, checkpoint every {args.checkpoint_every}, "
-             f"{args.repeats} alternations with the bare loop; options: best of "
+             f"runner: {2 * args.steps} against {args.steps} steps, checkpoint every "
+             f"{args.checkpoint_every}, {args.repeats} alternations with the bare loop; "
+             f"options: best of "
              f"{args.rounds} x {args.option_steps} steps", ""]
     print("\n".join(lines), flush=True)
 
