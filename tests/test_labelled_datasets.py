@@ -149,6 +149,18 @@ def test_images_are_reproducible_from_the_rng(mnist_dir):
     assert not torch.equal(first, ds.images(factors, np.random.default_rng(6)))
 
 
+def test_a_batch_off_the_cpu_is_cut_from_one_copy_of_the_set_there(mnist_dir):
+    # "meta" stands in for an accelerator: tensors with shapes but no data
+    ds = MNIST(mnist_dir)
+    images, labels = ds.sample(16, np.random.default_rng(0), "meta")
+    assert images.device.type == "meta" and images.shape == (16, 1, 28, 28)
+    _, cpu_labels = ds.sample(16, np.random.default_rng(0))
+    np.testing.assert_array_equal(labels, cpu_labels)
+    ds.images_on(torch.device("meta"), labels, np.random.default_rng(1))
+    assert list(ds._on_device) == [torch.device("meta")]  # made once, kept
+    assert ds._on_device[torch.device("meta")].shape == (len(ds), 28, 28)
+
+
 def test_images_refuse_labels_without_images_and_a_missing_rng(mnist_dir):
     ds = MNIST(mnist_dir)
     with pytest.raises(ValueError, match=r"no image has digit \[2, 4\]"):

@@ -58,16 +58,29 @@ class LabelledImages(FactorDataset):
         self._by_label = np.argsort(self.labels, kind="stable")
         self._counts = np.bincount(self.labels, minlength=self.factor_sizes[0])
         self._starts = np.concatenate(([0], np.cumsum(self._counts)[:-1]))
+        #: the pixels copied to each accelerator they were asked on (see :meth:`to_tensor`)
+        self._on_device: dict[torch.device, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def to_tensor(self, rows: np.ndarray) -> torch.Tensor:
-        """The images at ``rows`` as a float tensor ``[n, 1, H, W]`` in [0, 1]."""
-        return torch.from_numpy(self.pixels[rows]).unsqueeze(1).float().div_(self.pixel_max)
+    def to_tensor(self, rows: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The images at ``rows`` as a float tensor ``[n, 1, H, W]`` in [0, 1] on ``device``.
 
-    def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """For each label row, a random image with that label (drawn with ``rng``)."""
+        Off the CPU they are cut from a copy of the whole set made there once, so that a
+        batch sends only its row numbers from the host.
+        """
+        device = torch.device(device)
+        if device.type == "cpu":
+            pixels = torch.from_numpy(self.pixels[rows])
+        else:
+            if device not in self._on_device:
+                self._on_device[device] = torch.tensor(self.pixels, device=device)
+            pixels = self._on_device[device][torch.from_numpy(np.asarray(rows)).to(device)]
+        return pixels.unsqueeze(1).float().div_(self.pixel_max)
+
+    def _rows(self, factors: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """For each label row, a random row of the data with that label (drawn with ``rng``)."""
         if rng is None:
             raise ValueError(f"{self.name}: images(factors) needs an rng to pick one of the "
                              "many images with each label")
@@ -76,16 +89,26 @@ class LabelledImages(FactorDataset):
         if missing:
             raise ValueError(f"{self.name}: no image has {self.factor_names[0]} {missing}")
         offsets = rng.integers(0, self._counts[wanted])
-        return self.to_tensor(self._by_label[self._starts[wanted] + offsets])
+        return self._by_label[self._starts[wanted] + offsets]
+
+    def images(self, factors: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """For each label row, a random image with that label (drawn with ``rng``)."""
+        return self.to_tensor(self._rows(factors, rng))
+
+    def images_on(self, device: torch.device, factors: np.ndarray,
+                  rng: np.random.Generator | None = None) -> torch.Tensor:
+        return self.to_tensor(self._rows(factors, rng), device)
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Labels of ``n`` random images: the data's label frequencies, int64 ``[n, 1]``."""
         return self.labels[rng.integers(0, len(self), n)][:, None]
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
-        """``n`` random images (rows drawn with replacement) and their labels ``[n, 1]``."""
+    def sample(self, n: int, rng: np.random.Generator, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, np.ndarray]:
+        """``n`` random images (rows drawn with replacement) on ``device``, and their labels
+        ``[n, 1]``."""
         rows = rng.integers(0, len(self), n)
-        return self.to_tensor(rows), self.labels[rows][:, None]
+        return self.to_tensor(rows, device), self.labels[rows][:, None]
 
 
 def _sha256(path: Path) -> str:

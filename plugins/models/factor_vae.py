@@ -100,7 +100,7 @@ class FactorVAE(VAE):
     def update_auxiliary(self, z: torch.Tensor) -> Losses:
         """One discriminator step: class 0 for the batch's ``z``, class 1 for permuted ``z``."""
         logits = self.discriminator(torch.cat([z, permute_dims(z)]))
-        labels = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(self.device)
+        labels = torch.arange(2, device=self.device).repeat_interleave(len(z))
         loss = F.cross_entropy(logits, labels)
         self.optimize(self.opt_disc, loss)
         accuracy = (logits.argmax(1) == labels).float().mean()

@@ -193,6 +193,9 @@ class GANBase(Model):
     the model holds an inverse encoder and is scored through it.
     """
 
+    #: faster channels-last on the CPU (benchmarks/results/step_speed.txt)
+    channels_last = True
+
     def __init__(self, config: GANConfig, dataset: FactorDataset, device: torch.device,
                  latent_dim: int | None = None, *, head_out: int = 0, head_dim: int = 0,
                  lr_head: float | None = None, d_extra_channels: int = 0,
