@@ -119,7 +119,7 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
             echo(f"resuming run {run.run_id} at step {run.step} of {s.steps} on {run.device}")
         try:
             run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
-            result = _loop(run, stop, progress, logged)
+            result = _loop(run, stop, progress, logged, echo)
             if run.kept != run.step:  # (the loop may have just written it)
                 run.save_checkpoint()
             if stop.requested:
@@ -160,7 +160,8 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
     return RunResult(run.run_id, status, run.step, result, time.perf_counter() - started)
 
 
-def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) -> Evaluation:
+def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int],
+          echo: Callable[[str], None]) -> Evaluation:
     """Steps until the last one or a stop request; returns the last periodic evaluation.
 
     Metrics the store already holds at a step (``logged``: key -> last step) are not logged
@@ -180,6 +181,12 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
     bar = tqdm(total=s.steps, initial=run.step, disable=not progress,
                desc=f"{s.model} on {s.dataset}", unit="step", dynamic_ncols=True)
     unchecked: list[dict[str, Any]] = []  # the losses of the steps since the last check
+
+    def say(line: str) -> None:
+        """``echo`` with the progress bar cleared while the line is printed."""
+        with bar.external_write_mode():
+            echo(line)
+
     timed_from, timed_steps = None, 0
 
     def check() -> None:
@@ -198,7 +205,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
 
     with bar:
         if evaluation_due() and s.metrics:  # (with no metrics it left nothing to restore)
-            last = artifacts.log_evaluation(run, bar.write, progress=progress)
+            last = artifacts.log_evaluation(run, say, progress=progress)
         while run.step < s.steps and not stop.requested:
             rng = seed_step(s.seed, run.step)
             with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
@@ -214,7 +221,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
                 timed_from = timed_from or time.perf_counter()
             if timed_steps == _TIMED_STEPS + 1:
                 per_step = (time.perf_counter() - timed_from) / _TIMED_STEPS
-                bar.write(f"estimated training time: {_duration(per_step * s.steps)} for "
+                say(f"estimated training time: {_duration(per_step * s.steps)} for "
                           f"{s.steps} steps ({per_step * 1000:.0f} ms/step on "
                           f"{run.device}), plus evaluation")
             log_due = run.step % s.log_every == 0 or run.step == s.steps
@@ -230,7 +237,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int]) 
             if checkpoint_due:
                 run.save_checkpoint()
             if evaluation_due():
-                last = artifacts.log_evaluation(run, bar.write, progress=progress)
+                last = artifacts.log_evaluation(run, say, progress=progress)
         check()  # a stop request: the checkpoint written next holds only checked steps
     return last
 

@@ -266,3 +266,25 @@ def test_a_run_stopped_in_a_periodic_evaluation_makes_it_when_resumed(with_toy, 
     client = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
     history = client.get_metric_history(stopped.info.run_id, "eval/interrupt")
     assert sorted(m.step for m in history) == [10, 20]
+
+
+def test_every_line_of_a_run_goes_through_its_echo(with_toy, capsys):
+    """The time estimate and the periodic scores reach the caller's ``echo`` (which may
+    prefix or silence them), not the terminal directly, also with the progress bar on."""
+    from disentangle.config import RunConfig
+    from disentangle.loop import train
+    from disentangle.plan import plan_new
+    from disentangle.run import new_run
+    from disentangle.tracking import Tracker
+
+    config = RunConfig(model="toy_autoencoder", dataset="toy_blobs", steps=30, eval_every=15,
+                       metrics=("mig",), device="cpu")
+    plan = plan_new(config, {}, with_toy)
+    tracker = Tracker(f"sqlite:///{Path('mlflow.db').resolve()}")
+    lines: list[str] = []
+    run = new_run(plan, with_toy, tracker, echo=lines.append)
+    assert train(run, echo=lines.append, progress=True).status == "FINISHED"
+    assert any(line.startswith("estimated training time: ") for line in lines)
+    assert any(line.startswith("step 15: mig ") for line in lines), lines
+    out = capsys.readouterr().out
+    assert "estimated training time" not in out and "mig" not in out
