@@ -56,10 +56,14 @@ def draws_on_cpu() -> Iterator[None]:
             return draw(*args, **kwargs).to(device or "cpu")
         return drawn
 
+    def like(draw):  # noqa: ANN001, ANN202
+        def drawn(t, *, dtype=None, device=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            return draw(t.shape, dtype=dtype or t.dtype, **kwargs).to(device or t.device)
+        return drawn
+
     for name in _DRAWS:
         setattr(torch, name, on_cpu(saved[name]))
-    torch.randn_like = lambda t, **kw: saved["randn"](t.shape, dtype=t.dtype).to(t.device)
-    torch.rand_like = lambda t, **kw: saved["rand"](t.shape, dtype=t.dtype).to(t.device)
+    torch.randn_like, torch.rand_like = like(saved["randn"]), like(saved["rand"])
     try:
         yield
     finally:

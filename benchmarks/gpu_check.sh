@@ -5,7 +5,7 @@
 #
 #   benchmarks/gpu_check.sh --prepare        where pip reaches an index: download the wheels
 #                                            of MLflow and of what it needs beyond those
-#                                            packages into .whl/ (about 35 MiB, to travel
+#                                            packages into .whl/ (about 40 MiB, to travel
 #                                            with the working tree)
 #   benchmarks/gpu_check.sh OUT [MINUTES]    on the GPU machine: install this project and,
 #                                            from .whl/, whatever of MLflow is missing into a
