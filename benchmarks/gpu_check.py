@@ -135,10 +135,10 @@ def main() -> None:
          f"{option_steps} steps)")
     runner_ms = {}
     for model in models:
-        runner, bare = runner_against_bare(model, steps, steps, repeats, device)
-        runner_ms[model] = runner
-        emit(f"{model}: runner {runner:.2f} ms/step, bare {bare:.2f} ms/step, "
-             f"ratio {runner / bare:.3f}")
+        timing = runner_against_bare(model, steps, steps, repeats, device)
+        runner_ms[model] = timing.runner_ms
+        emit(f"{model}: runner {timing.runner_ms:.2f} ms/step, bare {timing.bare_ms:.2f} "
+             f"ms/step, ratio {timing.ratio:.3f}")
         for row in options(model, option_steps, rounds, False, device):
             emit(row)
     emit(f"\n2. losses of {compare} seeded steps, {device} against the CPU (tolerance "
@@ -156,7 +156,8 @@ def main() -> None:
         try:
             for i, model in enumerate(TRAINED):
                 share = (args.minutes * 60 - (time.perf_counter() - started)) / (len(TRAINED) - i)
-                ms = runner_ms.get(model) or runner_against_bare(model, steps, steps, 1, device)[0]
+                ms = (runner_ms.get(model)
+                      or runner_against_bare(model, steps, steps, 1, device).runner_ms)
                 records += train_for(model, device, share, ms, Path(tmp), evaluations)
                 last = records[-1]
                 emit(f"{model}: {last['steps']} steps in {last['seconds']} s ({last['status']}); "

@@ -4,13 +4,17 @@ each CPU option buys.
 For each model, with its shipped settings (fp32, its own memory format, torch's default
 thread count):
 
-1. **runner / bare.** Steps through the runner (:func:`disentangle.loop.train`, with its
-   MLflow store, losses logged every 20 steps, a checkpoint every ``--checkpoint-every``
-   steps, the progress bar) against the same seeded steps in a bare loop of the same model
-   code (sample, step, no runner), alternated ``--repeats`` times; the ratio of the
-   medians. Each time per step is the difference between ``2 * --steps`` and ``--steps``
-   steps, so the run's start-up and closing (its final checkpoint and pictures) and the
-   first steps' warm-up cancel out: it is what the runner adds to every step.
+1. **runner / bare.** ``--steps`` steps through the runner (:func:`disentangle.loop.train`,
+   with its MLflow store, losses logged every 20 steps, a checkpoint every
+   ``--checkpoint-every`` steps, the progress bar) against the same seeded steps in a bare
+   loop of the same model code (sample, step, no runner), each from a fresh model,
+   alternated ``--repeats`` times with the order swapped each time; the ratio of the median
+   timings. The runner's time is that of its training, from the run's first step to its
+   last checkpoint (timed by a plugin on the run's hooks), not the run's creation in the
+   store or its closing pictures, which a longer run does not repeat. On a shared CPU one
+   timing can stray by a tenth either way, so beside the ratio stands the runner's own share
+   measured inside its runs: the part of their time spent outside the model's steps and the
+   batches' sampling (the same steps, so free of that noise).
 2. **options.** Milliseconds per step of the bare loop, alternated in rounds, for the
    shipped model and with one thing changed: the other memory format (channels-last or
    not), bf16 autocast, one thread instead of all, and with ``--compile`` also
@@ -20,8 +24,8 @@ thread count):
    rounding).
 
 Run on a quiet machine (or read only the ratios, which are measured interleaved):
-``python benchmarks/step_speed.py`` (about 25 minutes on 2 CPU cores) writes
-``results/step_speed.txt``; ``--models vae,gan --steps 50`` is a quick look.
+``python benchmarks/step_speed.py --out benchmarks/results/step_speed.txt`` (about 35
+minutes on 2 CPU cores); ``--models vae,gan --steps 50`` is a quick look.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,7 +54,7 @@ from disentangle.registry import get_registry
 from disentangle.run import build_model, new_run
 from disentangle.tracking import Tracker
 
-RESULTS = Path(__file__).resolve().parent / "results"
+
 def plan_for(model: str, steps: int, checkpoint_every: int, device: str = "cpu",
              **settings: object) -> Plan:
     config = RunConfig(model=model, dataset="dsprites", seed=0, steps=steps, metrics=(),
@@ -80,43 +85,104 @@ def bare_seconds(plan: Plan, model: Model, steps: int) -> float:
     return timed(lambda: bare_steps(plan, model, steps))
 
 
+class Stopwatch:
+    """A plugin timing a run's training: from its before-run hook to its last after-eval
+    hook, which (with no metrics) fires once, after the last step's checkpoint. So the time
+    holds every step with its logging and checkpoints, not the run's creation in the store
+    or its closing pictures, which a longer run does not repeat."""
+
+    def __init__(self) -> None:
+        self.started = self.stopped = 0.0
+
+    @disentangle.hookimpl
+    def disentangle_before_run(self, config: RunConfig, run_id: str) -> None:
+        self.started = time.perf_counter()
+
+    @disentangle.hookimpl
+    def disentangle_after_eval(self, run_id: str, step: int, scores: dict) -> None:
+        self.stopped = time.perf_counter()
+
+
+_STOPWATCH = Stopwatch()
+
+
+class _Clock:
+    """Sums the seconds spent in the calls it wraps."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn: Callable[..., object]) -> Callable[..., object]:
+        def timed_call(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return timed_call
+
+
 def runner_seconds(model: str, steps: int, checkpoint_every: int, folder: Path,
-                   device: str) -> float:
-    """Seconds of one fresh runner run of ``steps`` steps, logged to a store in ``folder``."""
+                   device: str) -> tuple[float, float]:
+    """Seconds of the training of one fresh runner run of ``steps`` steps (see
+    :class:`Stopwatch`), logged to a store in ``folder``, and the seconds of it spent in
+    the model's steps and the dataset's sampling."""
+    registry = get_registry()
+    if not registry.manager.is_registered(_STOPWATCH):
+        registry.add_plugin(_STOPWATCH, "step_speed_stopwatch")
     plan = plan_for(model, steps, checkpoint_every, device)
     tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}")
-    run = new_run(plan, get_registry(), tracker, echo=lambda line: None)
+    run = new_run(plan, registry, tracker, echo=lambda line: None)
+    in_steps = _Clock()
+    run.model.train_step = in_steps.wrap(run.model.train_step)
+    run.plan.dataset.sample = in_steps.wrap(run.plan.dataset.sample)
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
-        seconds = timed(lambda: train(run, echo=lambda line: None, progress=True))
+        train(run, echo=lambda line: None, progress=True)
     if tracker.get_run(run.run_id).info.status != "FINISHED":
         sys.exit(f"the runner did not finish {model}'s run")
-    return seconds
+    return _STOPWATCH.stopped - _STOPWATCH.started, in_steps.seconds
+
+
+@dataclass
+class RunnerTiming:
+    """Median ms per step of the runner and of the bare loop, and the runner's own share
+    of its runs' time (median over the runs)."""
+
+    runner_ms: float
+    bare_ms: float
+    own_share: float
+
+    @property
+    def ratio(self) -> float:
+        return self.runner_ms / self.bare_ms
 
 
 def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: int,
-                        device: str = "cpu") -> tuple[float, float]:
-    """Median ms per step of the runner and of the bare loop, alternated.
-
-    Each is the difference of two timings, ``2 * steps`` steps against ``steps``, divided
-    by ``steps``: what one more step costs, with the start-up, the first steps' warm-up and
-    (for the runner) the end of the run's record cancelled out.
-    """
-    runner, bare = [], []
+                        device: str = "cpu") -> RunnerTiming:
+    """``steps`` steps of the runner (:func:`runner_seconds`) and of the bare loop, each
+    from a freshly built model (so both include the first step's warm-up), alternated
+    ``repeats`` times with the order swapped each time (so neither always runs after the
+    other)."""
     plan = plan_for(model, steps, checkpoint_every, device)
+    runner, bare, shares = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)  # the runs' checkpoints and artifacts live beside their store
         try:
-            for _ in range(repeats):
-                short, long = (runner_seconds(model, n, checkpoint_every, Path(tmp), device)
-                               for n in (steps, 2 * steps))
-                runner.append(long - short)
-                built = build_model(plan, torch.device(device))
-                short, long = (bare_seconds(plan, built, n) for n in (steps, 2 * steps))
-                bare.append(long - short)
+            for i in range(repeats):
+                for kind in ("runner", "bare") if i % 2 == 0 else ("bare", "runner"):
+                    if kind == "runner":
+                        total, in_steps = runner_seconds(model, steps, checkpoint_every,
+                                                         Path(tmp), device)
+                        runner.append(total)
+                        shares.append(1 - in_steps / total)
+                    else:
+                        built = build_model(plan, torch.device(device))
+                        bare.append(bare_seconds(plan, built, steps))
         finally:
             os.chdir(cwd)
-    return (1000 * statistics.median(runner) / steps, 1000 * statistics.median(bare) / steps)
+    return RunnerTiming(1000 * statistics.median(runner) / steps,
+                        1000 * statistics.median(bare) / steps, statistics.median(shares))
 
 
 def variants(model: str, with_compile: bool, device: str = "cpu"
@@ -186,11 +252,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(models),
                         help="comma-separated (default: every registered model)")
-    parser.add_argument("--steps", type=int, default=50,
-                        help="runs of this many steps and of twice as many are timed")
-    parser.add_argument("--checkpoint-every", type=int, default=50,
+    parser.add_argument("--steps", type=int, default=40,
+                        help="steps of each timed runner run and bare loop")
+    parser.add_argument("--checkpoint-every", type=int, default=20,
                         help="the runner's checkpoint interval (its default is 250)")
-    parser.add_argument("--repeats", type=int, default=2, help="runner/bare alternations")
+    parser.add_argument("--repeats", type=int, default=5, help="runner/bare alternations")
     parser.add_argument("--option-steps", type=int, default=10,
                         help="steps per timing of an option")
     parser.add_argument("--rounds", type=int, default=3, help="timings per option")
@@ -206,7 +272,7 @@ def main() -> None:
              f"{platform.python_version()}, {os.cpu_count()} CPUs, "
              f"{torch.get_num_threads()} torch threads; load average "
              f"{os.getloadavg()[0]:.2f} at the start",
-             f"runner: {2 * args.steps} against {args.steps} steps, checkpoint every "
+             f"runner: {args.steps} steps, checkpoint every "
              f"{args.checkpoint_every}, {args.repeats} alternations with the bare loop; "
              f"options: best of "
              f"{args.rounds} x {args.option_steps} steps", ""]
@@ -217,10 +283,10 @@ def main() -> None:
         print(line, flush=True)
 
     for model in chosen:
-        runner, bare = runner_against_bare(model, args.steps, args.checkpoint_every,
-                                           args.repeats)
-        emit(f"{model}: runner {runner:.1f} ms/step, bare {bare:.1f} ms/step, "
-             f"ratio {runner / bare:.3f}")
+        timing = runner_against_bare(model, args.steps, args.checkpoint_every, args.repeats)
+        emit(f"{model}: runner {timing.runner_ms:.1f} ms/step, bare {timing.bare_ms:.1f} "
+             f"ms/step, ratio {timing.ratio:.3f}; the runner's own share of its time "
+             f"{100 * timing.own_share:.1f}%")
         for row in options(model, args.option_steps, args.rounds, args.compile):
             emit(row)
     emit(f"\nload average {os.getloadavg()[0]:.2f} at the end")
