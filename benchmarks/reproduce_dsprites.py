@@ -192,9 +192,20 @@ def plot_curves(records: list[dict], path: Path) -> None:
 
 
 def report(root: Path) -> None:
-    records = evaluations(root)
+    """Write the records and curves, and print the table. A model with no run in the stores
+    under ``root`` keeps the records it already has in the results (its runs may have been
+    made in another store), so reporting one model's store never erases the others'."""
+    records, path = evaluations(root), RESULTS / "reproduce_dsprites.jsonl"
+    stored = {r["model"] for r in records}
+    if path.is_file():
+        earlier = [json.loads(line) for line in path.read_text().splitlines() if line]
+        kept = [r for r in earlier if r["model"] not in stored]
+        if kept:
+            names = ", ".join(sorted({r["model"] for r in kept}))
+            print(f"kept the recorded evaluations of {names} (no run of theirs under {root})")
+        records = sorted(records + kept, key=lambda r: (MODELS.index(r["model"]), r["step"]))
     RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "reproduce_dsprites.jsonl").open("w") as out:
+    with path.open("w") as out:
         for record in records:
             out.write(json.dumps(record) + "\n")
     plot_curves(records, RESULTS / "reproduce_dsprites.png")
