@@ -13,7 +13,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +120,9 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
         try:
             run.registry.notify("disentangle_before_run", config=s, run_id=run.run_id)
             result = _loop(run, stop, progress, logged, echo)
-            if run.kept != run.step:  # (the loop may have just written it)
+            if run.saved != run.step:  # (the loop may have just written it)
                 run.save_checkpoint()
+            run.wait_checkpoint()
             if stop.requested:
                 status = "KILLED"
                 echo(f"\ninterrupted: checkpoint saved at step {run.step}; continue with "
@@ -135,10 +136,12 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
                 status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
+            _settle(run)
             kept = (f"kept the checkpoint of step {run.kept}" if run.kept is not None
                     else "no checkpoint was written yet, so it starts again from step 0")
             echo(f"\ninterrupted: {kept}; continue with `disentangle run --resume {run.run_id}`")
         except DivergenceError as exc:
+            _settle(run)
             kept = (f"the last good checkpoint, of step {run.kept}, is kept at {run.checkpoint}"
                     if run.kept is not None else "no checkpoint was written before it")
             echo(f"\nerror: {exc}; {kept}. Lower the learning rates or check the data.")
@@ -155,6 +158,7 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
                      f"kept at {run.checkpoint}; the full traceback is in {report}.")
         finally:
             stop.mode = "close"
+            _settle(run)
             run.tracker.end(run.run_id, status)
             run.lock.release()
     return RunResult(run.run_id, status, run.step, result, time.perf_counter() - started)
@@ -240,6 +244,14 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int],
                 last = artifacts.log_evaluation(run, say, progress=progress)
         check()  # a stop request: the checkpoint written next holds only checked steps
     return last
+
+
+def _settle(run: Run) -> None:
+    """Let a checkpoint still being written finish, so ``run.kept`` names the last one on
+    disk; an error of that write is dropped, since the run is already ending on an error
+    of its own (and the earlier checkpoint stays)."""
+    with suppress(Exception):
+        run.wait_checkpoint()
 
 
 def read_losses(steps: list[dict[str, Any]]) -> list[dict[str, float]]:

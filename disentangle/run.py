@@ -62,11 +62,16 @@ class Run:
     lock: RunLease
     resumed: bool
     window: dict[str, list[float]] = field(default_factory=dict)
-    #: the step of the checkpoint kept for this run, None while it has none
+    #: the step of the checkpoint kept for this run (completely written), None while it has
+    #: none
     kept: int | None = None
+    #: the step of the checkpoint last handed to the writer (being written, or kept)
+    saved: int | None = None
+    writer: checkpoints.Writer = field(default_factory=checkpoints.Writer)
 
     def save_checkpoint(self) -> None:
-        """Atomically write the checkpoint (and upload it when the store is remote).
+        """Write the checkpoint of this step atomically, in the background (see
+        :class:`checkpoints.Writer`); when the store is remote, wait for it and upload it.
 
         A state holding NaN or infinity is never written: it raises DivergenceError and the
         checkpoint of an earlier step stays.
@@ -75,15 +80,26 @@ class Run:
         bad = checkpoints.nonfinite(state)
         if bad:
             raise DivergenceError.state(bad, self.step)
-        checkpoints.save(self.checkpoint, {
+        self._written(self.writer.submit(self.checkpoint, {
             "step": self.step,
             "config": record.to_json(self.plan.settings, self.plan.model_config),
             "model": state,
             "window": self.window,
-        })
-        self.kept = self.step
+        }, self.step))
+        self.saved = self.step
         if self.upload:
-            self.tracker.log_artifact(self.run_id, self.checkpoint, "checkpoints")
+            self.wait_checkpoint()
+
+    def wait_checkpoint(self) -> None:
+        """Wait until the checkpoint being written is on disk (raising the error its write
+        met); it is then the one kept."""
+        self._written(self.writer.wait())
+
+    def _written(self, step: int | None) -> None:
+        if step is not None:
+            self.kept = step
+            if self.upload:
+                self.tracker.log_artifact(self.run_id, self.checkpoint, "checkpoints")
 
 
 def build_model(plan: Plan, device: torch.device) -> Model:
@@ -168,7 +184,8 @@ def open_run(run_id: str, registry: Registry, tracker: Tracker, restart: bool = 
     if model_state is not None:
         _load_state(model, model_state, run_id)
     run = _handle(plan, model, device, registry, tracker, run_id, step, resumed=True)
-    run.window, run.kept = window, step if model_state is not None else None
+    run.window = window
+    run.kept = run.saved = step if model_state is not None else None
     return run
 
 

@@ -133,3 +133,30 @@ def test_nonfinite_finds_the_first_bad_tensor_by_key_path():
         "nan")])]}) == "b/1"
     with pytest.raises(DivergenceError, match="at step 4 \\(x/y\\)"):
         raise DivergenceError.state("x/y", 4)
+    assert checkpoints.nonfinite({"e": torch.empty(0), "c": torch.tensor([1 + 1j])}) is None
+    assert checkpoints.nonfinite({"a": torch.ones(2), "c": torch.tensor(
+        [complex(1, float("inf"))])}) == "c"
+    assert checkpoints.nonfinite([torch.ones(2), torch.tensor([-float("inf")])]) == "1"
+
+
+def test_the_writer_writes_a_copy_taken_when_it_was_submitted(tmp_path):
+    writer = checkpoints.Writer()
+    state = {"w": torch.zeros(3), "window": {"loss": [1.0]}}
+    assert writer.submit(tmp_path / "a.pt", state, 7) is None
+    state["w"] += 5  # training goes on while the file is written
+    state["window"]["loss"].append(2.0)
+    assert writer.submit(tmp_path / "b.pt", state, 8) == 7  # waits for the write before
+    assert writer.wait() == 8
+    assert writer.wait() is None
+    first, second = (checkpoints.load(tmp_path / n) for n in ("a.pt", "b.pt"))
+    assert torch.equal(first["w"], torch.zeros(3)) and first["window"] == {"loss": [1.0]}
+    assert torch.equal(second["w"], torch.full((3,), 5.0))
+
+
+def test_the_writer_hands_a_failed_write_to_the_caller(tmp_path):
+    (tmp_path / "file").write_text("a file where the folder should be")
+    writer = checkpoints.Writer()
+    writer.submit(tmp_path / "file" / "a.pt", {"w": torch.zeros(1)}, 1)
+    with pytest.raises(OSError):
+        writer.wait()
+    assert writer.wait() is None  # the error is raised once
