@@ -46,6 +46,14 @@ def test_dataset_defaults_give_one_code_per_categorical_factor():
     assert InfoGAN.dataset_defaults(_Blobs()) == {"arch": "digits", "categorical_sizes": (4,)}
 
 
+def test_the_dsprites_preset_adds_no_categorical_code_as_in_infogan_cr():
+    shapes = _Blobs()
+    shapes.image_shape = (1, 64, 64)
+    assert InfoGAN.dataset_defaults(shapes) == {"arch": "dsprites"}
+    config = cfg.instantiate(InfoGANConfig, InfoGAN.dataset_defaults(shapes), "infogan")
+    assert (config.categorical_sizes, config.continuous_dim, config.noise_dim) == ((), 5, 5)
+
+
 @pytest.mark.parametrize("size, arch", [(8, "digits"), (16, "digits"), (28, "mnist"),
                                         (32, "dsprites"), (64, "dsprites")])
 def test_the_image_size_picks_the_arch(size, arch):

@@ -27,7 +27,8 @@ on top of them each preset sets the codes:
   and the 10-way code classified the digits worse (see
   benchmarks/results/infogan_digits.txt).
 * ``dsprites`` (64x64 and other multiples of 16): InfoGAN-CR's dSprites setting: 5
-  continuous codes with lambda 0.05 and 5 noise dimensions, Q head FC 128, Adam 2e-3 for Q.
+  continuous codes with lambda 0.05 and 5 noise dimensions, Q head FC 128, Adam 2e-3 for Q,
+  and no categorical code (the shape factor gets one only when ``categorical_sizes`` is set).
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class InfoGANConfig(GANConfig):
         None, f"dimensions of the incompressible noise z ~ U(-1, 1) ({PRESET})")
     categorical_sizes: tuple[int, ...] | None = option(
         None, "number of classes of each categorical code (empty: none; "
-              "default: one per categorical factor of the dataset)")
+              "default: the preset's, one per categorical factor of the dataset "
+              "where the preset has categorical codes)")
     continuous_dim: int | None = option(
         None, f"number of continuous codes ~ U(-1, 1) ({PRESET})")
     lambda_categorical: float = option(1.0, "weight of the categorical information loss")
@@ -121,13 +123,15 @@ class InfoGAN(GANBase):
 
     @classmethod
     def dataset_defaults(cls, dataset: FactorDataset) -> dict[str, Any]:
-        """The ``arch`` preset that fits the image size, and one categorical code per
-        categorical factor, sized like it (3 shapes on dSprites, 10 digits on MNIST)."""
+        """The ``arch`` preset that fits the image size. Where that preset has categorical
+        codes (``mnist``, ``digits``), one per categorical factor, sized like it (10 digits
+        on MNIST); the ``dsprites`` preset keeps InfoGAN-CR's continuous codes only, so its
+        shape factor gets no code unless ``categorical_sizes`` is set."""
         defaults = super().dataset_defaults(dataset)
         sizes = tuple(
             dataset.factor_sizes[dataset.factor_names.index(name)]
             for name in dataset.categorical_factors)
-        if sizes:
+        if sizes and ARCHITECTURES[defaults["arch"]]["categorical_sizes"]:
             defaults["categorical_sizes"] = sizes
         return defaults
 
