@@ -9,9 +9,12 @@ thread count):
    ``--checkpoint-every`` steps, the progress bar) against the same seeded steps in a bare
    loop of the same model code (sample, step, no runner), each from a fresh model,
    alternated ``--repeats`` times with the order swapped each time; the ratio of the median
-   timings. The runner's time is that of its training, from the run's first step to its
-   last checkpoint (timed by a plugin on the run's hooks), not the run's creation in the
-   store or its closing pictures, which a longer run does not repeat. On a shared CPU one
+   timings. The runner's time is that of its training: from the run's first step (timed by
+   a plugin on the run's hooks) to the moment it has handed its last checkpoint to the
+   background writer, so it holds every step with its logging, its checkpoints' host
+   copies and the earlier checkpoints' writes running beside the steps. Not counted are
+   the run's creation in the store, its closing pictures and the wait for that last write,
+   which a longer run does not repeat; the wait is reported on its own. On a shared CPU one
    timing can stray by a tenth either way, so beside the ratio stands the runner's own share
    measured inside its runs: the part of their time spent outside the model's steps and the
    batches' sampling (the same steps, so free of that noise).
@@ -86,10 +89,9 @@ def bare_seconds(plan: Plan, model: Model, steps: int) -> float:
 
 
 class Stopwatch:
-    """A plugin timing a run's training: from its before-run hook to its last after-eval
-    hook, which (with no metrics) fires once, after the last step's checkpoint. So the time
-    holds every step with its logging and checkpoints, not the run's creation in the store
-    or its closing pictures, which a longer run does not repeat."""
+    """A plugin marking a run's training on the clock: its before-run hook, and its last
+    after-eval hook, which (with no metrics) fires once, after the last checkpoint is on
+    disk."""
 
     def __init__(self) -> None:
         self.started = self.stopped = 0.0
@@ -123,10 +125,11 @@ class _Clock:
 
 
 def runner_seconds(model: str, steps: int, checkpoint_every: int, folder: Path,
-                   device: str) -> tuple[float, float]:
-    """Seconds of the training of one fresh runner run of ``steps`` steps (see
-    :class:`Stopwatch`), logged to a store in ``folder``, and the seconds of it spent in
-    the model's steps and the dataset's sampling."""
+                   device: str) -> tuple[float, float, float]:
+    """Seconds of the training of one fresh runner run of ``steps`` steps, logged to a
+    store in ``folder``, up to its wait for the last checkpoint's write (see the module
+    docstring); the seconds of it spent in the model's steps and the dataset's sampling;
+    and the seconds of that closing wait."""
     registry = get_registry()
     if not registry.manager.is_registered(_STOPWATCH):
         registry.add_plugin(_STOPWATCH, "step_speed_stopwatch")
@@ -136,21 +139,31 @@ def runner_seconds(model: str, steps: int, checkpoint_every: int, folder: Path,
     in_steps = _Clock()
     run.model.train_step = in_steps.wrap(run.model.train_step)
     run.plan.dataset.sample = in_steps.wrap(run.plan.dataset.sample)
+    waits: list[float] = []  # when the run began each wait for a write (the loop ends first)
+    wait = run.wait_checkpoint
+
+    def timed_wait() -> None:
+        waits.append(time.perf_counter())
+        wait()
+
+    run.wait_checkpoint = timed_wait
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
         train(run, echo=lambda line: None, progress=True)
     if tracker.get_run(run.run_id).info.status != "FINISHED":
         sys.exit(f"the runner did not finish {model}'s run")
-    return _STOPWATCH.stopped - _STOPWATCH.started, in_steps.seconds
+    return (waits[0] - _STOPWATCH.started, in_steps.seconds,
+            _STOPWATCH.stopped - waits[0])
 
 
 @dataclass
 class RunnerTiming:
-    """Median ms per step of the runner and of the bare loop, and the runner's own share
-    of its runs' time (median over the runs)."""
+    """Median ms per step of the runner and of the bare loop, the runner's own share of
+    its runs' time and its wait for the last checkpoint's write (medians over the runs)."""
 
     runner_ms: float
     bare_ms: float
     own_share: float
+    closing_ms: float
 
     @property
     def ratio(self) -> float:
@@ -164,7 +177,7 @@ def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: 
     ``repeats`` times with the order swapped each time (so neither always runs after the
     other)."""
     plan = plan_for(model, steps, checkpoint_every, device)
-    runner, bare, shares = [], [], []
+    runner, bare, shares, closing = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)  # the runs' checkpoints and artifacts live beside their store
@@ -172,17 +185,19 @@ def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: 
             for i in range(repeats):
                 for kind in ("runner", "bare") if i % 2 == 0 else ("bare", "runner"):
                     if kind == "runner":
-                        total, in_steps = runner_seconds(model, steps, checkpoint_every,
-                                                         Path(tmp), device)
+                        total, in_steps, wait = runner_seconds(
+                            model, steps, checkpoint_every, Path(tmp), device)
                         runner.append(total)
                         shares.append(1 - in_steps / total)
+                        closing.append(wait)
                     else:
                         built = build_model(plan, torch.device(device))
                         bare.append(bare_seconds(plan, built, steps))
         finally:
             os.chdir(cwd)
     return RunnerTiming(1000 * statistics.median(runner) / steps,
-                        1000 * statistics.median(bare) / steps, statistics.median(shares))
+                        1000 * statistics.median(bare) / steps, statistics.median(shares),
+                        1000 * statistics.median(closing))
 
 
 def variants(model: str, with_compile: bool, device: str = "cpu"
@@ -286,7 +301,8 @@ def main() -> None:
         timing = runner_against_bare(model, args.steps, args.checkpoint_every, args.repeats)
         emit(f"{model}: runner {timing.runner_ms:.1f} ms/step, bare {timing.bare_ms:.1f} "
              f"ms/step, ratio {timing.ratio:.3f}; the runner's own share of its time "
-             f"{100 * timing.own_share:.1f}%")
+             f"{100 * timing.own_share:.1f}%; the closing write's wait "
+             f"{timing.closing_ms:.0f} ms once per run")
         for row in options(model, args.option_steps, args.rounds, args.compile):
             emit(row)
     emit(f"\nload average {os.getloadavg()[0]:.2f} at the end")
