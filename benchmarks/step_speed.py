@@ -8,16 +8,18 @@ thread count):
    with its MLflow store, losses logged every 20 steps, a checkpoint every
    ``--checkpoint-every`` steps, the progress bar) against the same seeded steps in a bare
    loop of the same model code (sample, step, no runner), each from a fresh model,
-   alternated ``--repeats`` times with the order swapped each time; the ratio of the median
-   timings. The runner's time is that of its training: from the run's first step (timed by
-   a plugin on the run's hooks) to the moment it has handed its last checkpoint to the
-   background writer, so it holds every step with its logging, its checkpoints' host
-   copies and the earlier checkpoints' writes running beside the steps. Not counted are
-   the run's creation in the store, its closing pictures and the wait for that last write,
-   which a longer run does not repeat; the wait is reported on its own. On a shared CPU one
-   timing can stray by a tenth either way, so beside the ratio stands the runner's own share
-   measured inside its runs: the part of their time spent outside the model's steps and the
-   batches' sampling (the same steps, so free of that noise).
+   alternated ``--repeats`` times with the order swapped each time; the ratio of the best
+   timings (as for the options below: on a shared machine noise only adds time; the ratio
+   of the medians is printed beside it). The runner's time is that of its training: from
+   the run's first step (timed by a plugin on the run's hooks) to the moment it has handed
+   its last checkpoint to the background writer, so it holds every step with its logging,
+   its checkpoints' host copies and the earlier checkpoints' writes running beside the
+   steps. Not counted are the run's creation in the store, its closing pictures and the
+   wait for that last write, which a longer run does not repeat; the wait is reported on
+   its own. On a shared CPU one timing can stray by a tenth either way, so beside the ratio
+   stands the runner's own share measured inside its runs: the part of their time spent
+   outside the model's steps and the batches' sampling (the same steps, so free of that
+   noise).
 2. **options.** Milliseconds per step of the bare loop, alternated in rounds, for the
    shipped model and with one thing changed: the other memory format (channels-last or
    not), bf16 autocast, one thread instead of all, and with ``--compile`` also
@@ -27,7 +29,7 @@ thread count):
    rounding).
 
 Run on a quiet machine (or read only the ratios, which are measured interleaved):
-``python benchmarks/step_speed.py --out benchmarks/results/step_speed.txt`` (about 35
+``python benchmarks/step_speed.py --out benchmarks/results/step_speed.txt`` (about 40
 minutes on 2 CPU cores); ``--models vae,gan --steps 50`` is a quick look.
 """
 
@@ -157,17 +159,39 @@ def runner_seconds(model: str, steps: int, checkpoint_every: int, folder: Path,
 
 @dataclass
 class RunnerTiming:
-    """Median ms per step of the runner and of the bare loop, the runner's own share of
-    its runs' time and its wait for the last checkpoint's write (medians over the runs)."""
+    """Seconds of each timed run of the runner and of the bare loop, and per runner run
+    its own share of the time and its wait for the last checkpoint's write."""
 
-    runner_ms: float
-    bare_ms: float
-    own_share: float
-    closing_ms: float
+    steps: int
+    runner: list[float]
+    bare: list[float]
+    shares: list[float]
+    closing: list[float]
+
+    @property
+    def runner_ms(self) -> float:
+        """Milliseconds per step of the best runner run."""
+        return 1000 * min(self.runner) / self.steps
+
+    @property
+    def bare_ms(self) -> float:
+        return 1000 * min(self.bare) / self.steps
 
     @property
     def ratio(self) -> float:
+        """Best runner run against best bare loop."""
         return self.runner_ms / self.bare_ms
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(self.runner) / statistics.median(self.bare)
+
+    def line(self, model: str) -> str:
+        return (f"{model}: runner {self.runner_ms:.1f} ms/step, bare {self.bare_ms:.1f} "
+                f"ms/step, ratio {self.ratio:.3f} "
+                f"(of medians {self.median_ratio:.3f}); the runner's own share of its time "
+                f"{100 * statistics.median(self.shares):.1f}%; the closing write's wait "
+                f"{1000 * statistics.median(self.closing):.0f} ms once per run")
 
 
 def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: int,
@@ -195,9 +219,7 @@ def runner_against_bare(model: str, steps: int, checkpoint_every: int, repeats: 
                         bare.append(bare_seconds(plan, built, steps))
         finally:
             os.chdir(cwd)
-    return RunnerTiming(1000 * statistics.median(runner) / steps,
-                        1000 * statistics.median(bare) / steps, statistics.median(shares),
-                        1000 * statistics.median(closing))
+    return RunnerTiming(steps, runner, bare, shares, closing)
 
 
 def variants(model: str, with_compile: bool, device: str = "cpu"
@@ -271,7 +293,7 @@ def main() -> None:
                         help="steps of each timed runner run and bare loop")
     parser.add_argument("--checkpoint-every", type=int, default=20,
                         help="the runner's checkpoint interval (its default is 250)")
-    parser.add_argument("--repeats", type=int, default=5, help="runner/bare alternations")
+    parser.add_argument("--repeats", type=int, default=7, help="runner/bare alternations")
     parser.add_argument("--option-steps", type=int, default=10,
                         help="steps per timing of an option")
     parser.add_argument("--rounds", type=int, default=3, help="timings per option")
@@ -298,11 +320,8 @@ def main() -> None:
         print(line, flush=True)
 
     for model in chosen:
-        timing = runner_against_bare(model, args.steps, args.checkpoint_every, args.repeats)
-        emit(f"{model}: runner {timing.runner_ms:.1f} ms/step, bare {timing.bare_ms:.1f} "
-             f"ms/step, ratio {timing.ratio:.3f}; the runner's own share of its time "
-             f"{100 * timing.own_share:.1f}%; the closing write's wait "
-             f"{timing.closing_ms:.0f} ms once per run")
+        emit(runner_against_bare(model, args.steps, args.checkpoint_every,
+                                 args.repeats).line(model))
         for row in options(model, args.option_steps, args.rounds, args.compile):
             emit(row)
     emit(f"\nload average {os.getloadavg()[0]:.2f} at the end")
