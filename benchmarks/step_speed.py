@@ -8,18 +8,19 @@ thread count):
    with its MLflow store, losses logged every 20 steps, a checkpoint every
    ``--checkpoint-every`` steps, the progress bar) against the same seeded steps in a bare
    loop of the same model code (sample, step, no runner), each from a fresh model,
-   alternated ``--repeats`` times with the order swapped each time; the ratio of the best
-   timings (as for the options below: on a shared machine noise only adds time; the ratio
-   of the medians is printed beside it). The runner's time is that of its training: from
-   the run's first step (timed by a plugin on the run's hooks) to the moment it has handed
-   its last checkpoint to the background writer, so it holds every step with its logging,
-   its checkpoints' host copies and the earlier checkpoints' writes running beside the
-   steps. Not counted are the run's creation in the store, its closing pictures and the
-   wait for that last write, which a longer run does not repeat; the wait is reported on
-   its own. On a shared CPU one timing can stray by a tenth either way, so beside the ratio
-   stands the runner's own share measured inside its runs: the part of their time spent
-   outside the model's steps and the batches' sampling (the same steps, so free of that
-   noise).
+   alternated ``--repeats`` times with the order swapped each time. The ratio is the median
+   over the alternations of the runner's timing over the bare loop's next to it: the
+   machine's speed drifts by several percent over minutes, and each pair shares its moment
+   (the ratio of the best timings is printed beside it). The runner's time is that of its
+   training: from the run's first step (timed by a plugin on the run's hooks) to the moment
+   it has handed its last checkpoint to the background writer, so it holds every step with
+   its logging, its checkpoints' host copies and the earlier checkpoints' writes running
+   beside the steps. Not counted are the run's creation in the store, its closing pictures
+   and the wait for that last write, which a longer run does not repeat; the wait is
+   reported on its own. On a shared CPU one timing can stray by a tenth either way, so
+   beside the ratio stands the runner's own share measured inside its runs: the part of
+   their time spent outside the model's steps and the batches' sampling (the same steps, so
+   free of that noise).
 2. **options.** Milliseconds per step of the bare loop, alternated in rounds, for the
    shipped model and with one thing changed: the other memory format (channels-last or
    not), bf16 autocast, one thread instead of all, and with ``--compile`` also
@@ -179,17 +180,14 @@ class RunnerTiming:
 
     @property
     def ratio(self) -> float:
-        """Best runner run against best bare loop."""
-        return self.runner_ms / self.bare_ms
-
-    @property
-    def median_ratio(self) -> float:
-        return statistics.median(self.runner) / statistics.median(self.bare)
+        """The median of the alternations' runner / bare ratios."""
+        return statistics.median(r / b for r, b in zip(self.runner, self.bare))
 
     def line(self, model: str) -> str:
         return (f"{model}: runner {self.runner_ms:.1f} ms/step, bare {self.bare_ms:.1f} "
-                f"ms/step, ratio {self.ratio:.3f} "
-                f"(of medians {self.median_ratio:.3f}); the runner's own share of its time "
+                f"ms/step (best of each), ratio {self.ratio:.3f} (median of "
+                f"{len(self.runner)} pairs; of the best {self.runner_ms / self.bare_ms:.3f})"
+                f"; the runner's own share of its time "
                 f"{100 * statistics.median(self.shares):.1f}%; the closing write's wait "
                 f"{1000 * statistics.median(self.closing):.0f} ms once per run")
 
