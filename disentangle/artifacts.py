@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from disentangle import pictures
 from disentangle.evaluation import Evaluation, evaluate
-from disentangle.models import eval_mode
+from disentangle.models import Reconstructs, eval_mode
 from disentangle.run import Run
 
 
@@ -56,7 +57,9 @@ def log_final(run: Run, result: Evaluation) -> None:
 
 
 def write_pictures(run: Run, folder: Path) -> None:
-    """``samples.png`` (8 x 8 generated images) and ``traversals/<code>.png``."""
+    """``samples.png`` (8 x 8 generated images), ``traversals/<code>.png`` and, for a model
+    with a decoder, ``reconstructions.png``: two pairs of rows, 8 real images (drawn with
+    the run's seed) above their reconstructions."""
     s, model = run.plan.settings, run.model
     generator = torch.Generator().manual_seed(s.seed)
     with eval_mode(model):
@@ -64,6 +67,15 @@ def write_pictures(run: Run, folder: Path) -> None:
         label = f"{s.model} on {s.dataset}, step {run.step}"
         pictures.save_grid(pictures.as_rows(samples, 8), folder / "samples.png",
                            f"samples: {label}")
+        if isinstance(model, Reconstructs):
+            real, _ = run.plan.dataset.sample(16, np.random.default_rng(s.seed), run.device)
+            real = real.float().cpu()
+            with run.registry.blame("model", s.model, "reconstruct()"):
+                redrawn = model.reconstruct(real).float().cpu()
+            pairs = torch.stack([real.view(2, 8, *real.shape[1:]),
+                                 redrawn.view(2, 8, *real.shape[1:])], dim=1)
+            pictures.save_grid(pairs.flatten(0, 1), folder / "reconstructions.png",
+                               f"real (rows 1, 3) and reconstructed (rows 2, 4): {label}")
         with run.registry.blame("model", s.model, "traversals()"):
             traversals = model.traversals(generator)
             for name in traversals:

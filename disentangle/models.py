@@ -194,6 +194,17 @@ class ClassConditional(Protocol):
         """``n`` images of class ``cls``, ``[n, C, H, W]`` in [0, 1] (called in eval mode)."""
 
 
+@runtime_checkable
+class Reconstructs(Protocol):
+    """A model with an encoder and a decoder (the VAE family): it can redraw a real image
+    from its code, and the run's pictures then show real images above their
+    reconstructions."""
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The decoded code of each image, ``[n, C, H, W]`` in [0, 1] on the CPU (called in
+        eval mode)."""
+
+
 def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:
     """Each row of ``base`` ``[rows, d]`` once per value, with ``column`` set to that value.
 

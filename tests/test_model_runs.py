@@ -22,6 +22,7 @@ MODELS = {
     "gan": (GAN_TINY + ["inverse_steps=3"], "d_loss"),
     "infogan": (GAN_TINY, "mi_bound_categorical"),
 }
+GANS = {"gan", "infogan"}
 
 
 def test_list_shows_every_model(with_toy, capsys):
@@ -50,6 +51,8 @@ def test_model_runs_through_the_cli(with_toy, capsys, model):
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "samples.png").is_file()
     assert any((artifacts / "traversals").glob("*.png"))
+    # real images above their reconstructions, for the models with a decoder only
+    assert (artifacts / "reconstructions.png").is_file() == (model not in GANS)
 
 
 @pytest.mark.parametrize("model", [*MODELS, "cgan", "acgan", "projection_cgan"])

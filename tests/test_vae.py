@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from disentangle import config as cfg
-from disentangle.models import sweep
+from disentangle.models import Reconstructs, sweep
 from disentangle_plugins.models.annealed_vae import AnnealedVAE, capacity
 from disentangle_plugins.models.beta_tcvae import BetaTCVAE, total_correlation
 from disentangle_plugins.models.beta_vae import BetaVAE
@@ -130,6 +130,11 @@ def test_encode_is_the_posterior_mean_and_pictures_have_their_shapes():
     pictures = model.traversals(g, rows=2, steps=5)
     assert sorted(pictures) == [f"latent_{j}" for j in range(4)]
     assert pictures["latent_3"].shape == (2, 5, 1, 16, 16)
+    # a reconstruction decodes the posterior mean, the code the metrics score
+    assert isinstance(model, Reconstructs)
+    redrawn = model.reconstruct(images)
+    assert redrawn.shape == images.shape
+    torch.testing.assert_close(redrawn, model.decode(mean.detach()))
 
 
 def test_factor_vae_trains_its_discriminator_with_its_own_optimiser():

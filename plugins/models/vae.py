@@ -138,6 +138,12 @@ class VAE(Model):
         return self.decode(torch.randn(n, self.config.latent_dim, generator=generator))
 
     @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The decoded posterior mean of each image (the code the metrics score)."""
+        mean, _ = self.posterior(images.to(self.device))
+        return self.decode(mean)
+
+    @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8, steps: int = 9,
                    span: float = 2.0) -> dict[str, torch.Tensor]:
         """A picture per latent: rows start from prior draws; columns sweep this latent alone
