@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from disentangle.codefactor import CodeFactor
 from disentangle.config import parse_value
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable, UsageError
@@ -134,6 +135,8 @@ class Evaluation:
     images_encoded: int = 0
     rows_requested: int = 0
     grid: bool = False
+    #: which code holds which factor, on the shared sample (set by the run's evaluation)
+    code_factor: CodeFactor | None = None
 
 
 def parse_metric_params(metric: Callable[[str], Metric],

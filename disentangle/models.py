@@ -142,8 +142,18 @@ class Model(nn.Module, ABC):
         """``n`` images from the model's prior, ``[n, C, H, W]`` in [0, 1]."""
 
     def traversals(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Pictures of what each code controls: name -> images ``[rows, cols, C, H, W]``."""
+        """Pictures of what each code controls: name -> images ``[rows, cols, C, H, W]``.
+
+        A picture named after a code (:meth:`code_names`) shows that code varying along
+        each row, and the run's traversal figure takes its first row.
+        """
         return {}
+
+    def code_names(self) -> list[str]:
+        """The name of each column of the representation (``encode(...).codes()``), in
+        order; pictures and matrices label the codes with them. The default names none
+        (they are then called ``code_<i>``)."""
+        return []
 
     def prepare_evaluation(self, seed: int) -> dict[str, float]:
         """Called before every evaluation, with the run's seed; returns diagnostics to log.
@@ -203,6 +213,16 @@ class Reconstructs(Protocol):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The decoded code of each image, ``[n, C, H, W]`` in [0, 1] on the CPU (called in
         eval mode)."""
+
+
+@runtime_checkable
+class CodeKL(Protocol):
+    """A model with a Gaussian posterior and prior (the VAE family): how much each latent
+    is used, which orders the rows of its traversal figure."""
+
+    def code_kl(self, images: torch.Tensor) -> np.ndarray:
+        """The KL divergence of each latent's posterior from its prior, in nats, averaged
+        over ``images`` (called in eval mode): ``[latent_dim]``."""
 
 
 def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -53,6 +55,16 @@ def test_model_runs_through_the_cli(with_toy, capsys, model):
     assert any((artifacts / "traversals").glob("*.png"))
     # real images above their reconstructions, for the models with a decoder only
     assert (artifacts / "reconstructions.png").is_file() == (model not in GANS)
+    # which code holds which factor, at the evaluation; the figure and a GIF per code
+    matrix = json.loads((artifacts / "eval" / "4" / "code_factor_mi.json").read_text())
+    assert (artifacts / "eval" / "4" / "code_factor_mi.png").is_file()
+    assert matrix["factors"] == ["kind", "x", "y"]
+    assert sorted(matrix["order"]) == sorted(matrix["codes"])
+    assert np.array(matrix["nmi"]).shape == (len(matrix["codes"]), 3)
+    swept = [c for c in matrix["codes"] if (artifacts / "traversals" / f"{c}.png").is_file()]
+    assert swept, "no traversal picture is named after a code"
+    assert all((artifacts / "traversals" / f"{c}.gif").is_file() for c in swept)
+    assert (artifacts / "traversals.png").is_file()
 
 
 @pytest.mark.parametrize("model", [*MODELS, "cgan", "acgan", "projection_cgan"])

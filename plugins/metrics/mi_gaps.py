@@ -36,8 +36,7 @@ import numpy as np
 import disentangle
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, Observer
-from disentangle_plugins.metrics.mig import information, top_two
+from disentangle.metrics import Metric, Observer, information, top_two
 
 
 def mig_sup(codes: np.ndarray, factors: np.ndarray, bins: int = 20,

@@ -14,42 +14,7 @@ import numpy as np
 
 import disentangle
 from disentangle.datasets import FactorDataset
-from disentangle.errors import NotApplicable
-from disentangle.metrics import (
-    Metric,
-    Observer,
-    discretize,
-    entropies,
-    factor_labels,
-    mutual_info_matrix,
-)
-
-
-def information(codes: np.ndarray, factors: np.ndarray, bins: int,
-                factor_names: Sequence[str] | None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """``I [d, K']`` (nats), the factors' entropies ``[K']``, the binned codes' entropies
-    ``[d]`` and the names of the ``K'`` factors that vary in the sample."""
-    codes, factors = np.asarray(codes), np.asarray(factors)
-    if codes.shape[1] == 0:
-        raise NotApplicable("the representation has no codes")
-    names = np.array(factor_labels(factor_names, factors.shape[1]))
-    entropy = entropies(factors)
-    varies = entropy > 0
-    if not varies.any():
-        raise NotApplicable("no factor varies in the sample")
-    binned = discretize(codes, bins)
-    info = mutual_info_matrix(binned, factors[:, varies])
-    return info, entropy[varies], entropies(binned), list(names[varies])
-
-
-def top_two(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Along axis 0: the index of the largest entry, the largest and the second largest
-    (0 when the axis has one entry)."""
-    best = matrix.argmax(axis=0)
-    ordered = -np.sort(-matrix, axis=0)
-    second = ordered[1] if len(matrix) > 1 else np.zeros(matrix.shape[1])
-    return best, ordered[0], second
+from disentangle.metrics import Metric, Observer, information, top_two
 
 
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,

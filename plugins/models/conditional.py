@@ -116,6 +116,9 @@ class ConditionalGAN(GANBase):
         return Representation(predicted[:, :noise_dim].double().cpu().numpy(),
                               labels.cpu().numpy())
 
+    def code_names(self) -> list[str]:
+        return [f"noise_{j}" for j in range(self.config.noise_dim)] + ["label"]
+
     @torch.no_grad()
     def generate_class(self, n: int, cls: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` images of label ``cls`` (fresh noise for each)."""

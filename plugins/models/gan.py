@@ -370,6 +370,9 @@ class GAN(GANBase):
     def latent_vector(self, latent: Noise) -> torch.Tensor:
         return latent.noise.to(self.device)
 
+    def code_names(self) -> list[str]:
+        return [f"noise_{j}" for j in range(self.config.noise_dim)]
+
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8, steps: int = 9,
                    span: float = 2.0) -> dict[str, torch.Tensor]:

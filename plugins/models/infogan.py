@@ -228,6 +228,10 @@ class InfoGAN(GANBase):
             torch.zeros(len(q), 0, dtype=torch.long)
         return Representation(mean.double().cpu().numpy(), classes.cpu().numpy())
 
+    def code_names(self) -> list[str]:
+        return ([f"continuous_{j}" for j in range(self.config.continuous_dim)]
+                + [f"categorical_{i}" for i in range(len(self.cat_sizes))])
+
     @torch.no_grad()
     def traversals(self, generator: torch.Generator, rows: int = 8,
                    steps: int = 9, span: float = 2.0) -> dict[str, torch.Tensor]:

@@ -128,6 +128,14 @@ class VAE(Model):
         mean, _ = self.posterior(images.to(self.device))
         return Representation(mean.double().cpu().numpy(), np.zeros((len(mean), 0), np.int64))
 
+    def code_names(self) -> list[str]:
+        return [f"latent_{j}" for j in range(self.config.latent_dim)]
+
+    @torch.no_grad()
+    def code_kl(self, images: torch.Tensor) -> np.ndarray:
+        mean, log_var = self.posterior(images.to(self.device))
+        return gaussian_kl(mean, log_var).float().mean(0).cpu().numpy()
+
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images (Bernoulli means, in [0, 1]) for latent vectors ``z``, on the CPU."""
