@@ -18,6 +18,7 @@ from disentangle.commands import (
     cmd_evaluate,
     cmd_fetch,
     cmd_list,
+    cmd_report,
     cmd_run,
     cmd_show,
     cmd_sync,
@@ -130,8 +131,22 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     cmp.add_argument("--plot", metavar="PNG", help="box plots per model (default with --suite: "
                                                    "comparison-SUITE.png)")
+    cmp.add_argument("--curves", metavar="PNG", help="also plot every score and loss against "
+                                                     "step, mean and std over seeds")
     cmp.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
     cmp.set_defaults(handler=cmd_compare)
+
+    rep = sub.add_parser("report", help="a suite's results as one static HTML page",
+                         description="Write a static HTML page (no network resources) with "
+                                     "the suite's comparison table, box plots, curves over "
+                                     "training, and each model setting's best run's "
+                                     "code-factor matrix, traversals and reconstructions.")
+    rep.add_argument("--suite", required=True, help="the suite (as run by `disentangle bench`)")
+    rep.add_argument("--out", metavar="DIR", help="folder of the page and its images "
+                                                  "(default: report-SUITE)")
+    rep.add_argument("--metrics", help="comma-separated scores (default: every eval score)")
+    rep.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
+    rep.set_defaults(handler=cmd_report)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on the tracking store")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")

@@ -12,10 +12,16 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from disentangle.config import RunConfig, fields_help, instantiate, split_assignments, to_dict
 from disentangle.errors import UsageError
 from disentangle.registry import KINDS, Registry, get_registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from disentangle.tracking import Tracker
 
 
 def _registry(quiet: bool = False) -> Registry:
@@ -180,46 +186,108 @@ def _output_file(text: str, what: str) -> Path:
     return path
 
 
+def _compared(tracker: Tracker, experiment: str | None, suite: str | None,
+              metric_text: str | None) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """The finished runs that match, the scores to compare, and their per-run table; a
+    UsageError names what is missing (an unknown suite, a suite with no finished run, no
+    scores)."""
+    from disentangle import compare
+    from disentangle.suites import check_name
+
+    if suite is not None:
+        check_name(suite)
+    runs = compare.load_runs(tracker.uri, experiment, suite)
+    if runs.empty:
+        if suite is None:
+            raise UsageError(f"no finished runs in {tracker.uri}")
+        everything = compare.load_runs(tracker.uri, experiment, suite, finished_only=False)
+        if everything.empty:
+            raise UsageError(f"no suite {suite!r} in {tracker.uri} (run it with "
+                             f"`disentangle bench {suite}`)")
+        states = everything["status"].value_counts()
+        raise UsageError(f"suite {suite!r} has no finished runs yet ("
+                         + ", ".join(f"{n} {s.lower()}" for s, n in states.items()) + ")")
+    metrics = list(_metric_names(metric_text) or compare.metric_names(runs))
+    if not metrics:
+        raise UsageError(f"the {len(runs)} matching run(s) logged no eval scores to compare")
+    return runs, metrics, compare.tidy(runs, metrics)
+
+
+def _suite_parent(runs: pd.DataFrame) -> str | None:
+    """The MLflow run id of the suite's parent run, if the runs have one."""
+    from disentangle.suites import PARENT_TAG
+
+    column = f"tags.{PARENT_TAG}"
+    parents = runs[column].dropna().unique() if column in runs else []
+    return str(parents[0]) if len(parents) else None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from disentangle import compare
-    from disentangle.suites import PARENT_TAG, check_name
     from disentangle.tracking import Tracker
 
-    if args.suite is not None:
-        check_name(args.suite)
     plot = args.plot if args.plot is not None else (
         f"comparison-{args.suite}.png" if args.suite else None)
     csv = _output_file(args.csv, "--csv") if args.csv is not None else None
     plot_path = _output_file(plot, "--plot") if plot is not None else None
+    curves_path = _output_file(args.curves, "--curves") if args.curves is not None else None
     tracker = Tracker(args.tracking_uri)
-    runs = compare.load_runs(tracker.uri, args.experiment, args.suite)
-    if runs.empty:
-        raise UsageError("no finished runs match" + (f" suite {args.suite!r}" if args.suite
-                                                     else "") + f" in {tracker.uri}")
-    metrics = list(_metric_names(args.metrics) or compare.metric_names(runs))
-    if not metrics:
-        raise UsageError(f"the {len(runs)} matching run(s) logged no eval scores to compare")
-    table = compare.tidy(runs, metrics)
-    summary = compare.summarize(table, metrics)
-    shown = compare.formatted(summary, metrics)
+    runs, metrics, table = _compared(tracker, args.experiment, args.suite, args.metrics)
+    shown = compare.formatted(compare.summarize(table, metrics), metrics)
     print(compare.markdown(shown) if args.markdown else shown.to_string(index=False))
+    title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
+    written = []
     try:
         if csv is not None:
             table.to_csv(csv, index=False)
             print(f"per-run table written to {csv}")
         if plot_path is not None:
-            title = f"suite {args.suite}" if args.suite else (args.experiment or "all runs")
-            compare.plot(table, metrics, plot_path, title)
+            written.append(compare.plot(table, metrics, plot_path, title))
+            print(f"box plots written to {plot_path}")
+        if curves_path is not None:
+            history = compare.histories(tracker.uri, list(table["run_id"]))
+            written.append(compare.curves(table, history, curves_path, title))
+            print(f"curves over training written to {curves_path}")
     except OSError as exc:
         raise UsageError(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}"
                          ) from None
-    if plot_path is not None:
-        print(f"box plots written to {plot_path}")
-        if args.suite:
-            parent = runs[f"tags.{PARENT_TAG}"].dropna().unique()
-            for run_id in parent[:1]:
-                tracker.log_artifact(run_id, plot_path)
-                print(f"logged as an artifact of the suite's parent run {run_id}")
+    parent = _suite_parent(runs) if args.suite else None
+    if parent is not None and written:
+        for path in written:
+            tracker.log_artifact(parent, path)
+        print(f"logged as artifacts of the suite's parent run {parent}")
+    return 0
+
+
+def _writable_folder(text: str, what: str) -> Path:
+    """A folder the user asked to have written, created if needed; a UsageError when it
+    cannot be created or written."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".disentangle-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {text!r} cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from disentangle import report
+    from disentangle.suites import check_name
+    from disentangle.tracking import Tracker
+
+    check_name(args.suite)
+    tracker = Tracker(args.tracking_uri)
+    _, metrics, table = _compared(tracker, None, args.suite, args.metrics)
+    out = _writable_folder(args.out or f"report-{args.suite}", "--out")
+    try:
+        index = report.write(tracker.uri, args.suite, table, metrics, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or 'the report'}: "
+                         f"{exc.strerror or exc}") from None
+    print(f"report of suite {args.suite} ({len(table)} runs) written to {index}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Comparing runs: logged scores as pandas tables (mean +- std) and box plots per model.
+"""Comparing runs: logged scores as pandas tables (mean +- std), box plots per model, and
+curves of every score and loss over training.
 
 Runs are read from the tracking store with ``mlflow.search_runs``. A model's *setting* is
 the hyper-parameters that vary between its runs (``beta=4``), so a grid over one model
@@ -133,5 +134,65 @@ def plot(table: pd.DataFrame, metrics: list[str], path: Path, title: str) -> Pat
     axes[0, 0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def histories(uri: str, run_ids: list[str]) -> pd.DataFrame:
+    """Every logged step of the runs' headline ``eval/`` scores and ``train/`` losses: one
+    row per (run_id, key, step) with its value."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    rows = []
+    for run_id in run_ids:
+        for key in client.get_run(run_id).data.metrics:
+            headline = key.startswith("eval/") and "." not in key[len("eval/"):]
+            if headline or key.startswith("train/"):
+                rows += [(run_id, key, m.step, m.value)
+                         for m in client.get_metric_history(run_id, key)]
+    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+
+
+def curves(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: str) -> Path:
+    """One panel per score and loss in ``history`` (eval scores first) against step: per
+    model setting of ``table`` (:func:`tidy`), the mean over its seeds at each step with a
+    band of one standard deviation (where two or more seeds logged that step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labelled = history.merge(table[[*GROUP, "run_id"]], on="run_id")
+    labelled["label"] = labelled[GROUP].apply(
+        lambda row: " ".join(str(x) for x in row if x), axis=1)
+    keys = sorted(labelled["key"].unique(), key=lambda k: (not k.startswith("eval/"), k))
+    columns = min(4, max(1, len(keys)))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows),
+                             squeeze=False)
+    colours = {label: f"C{i}" for i, label in enumerate(sorted(labelled["label"].unique()))}
+    for ax, key in zip(axes.flat, keys):
+        for label, group in labelled[labelled["key"] == key].groupby("label", sort=True):
+            stats = group.groupby("step")["value"].agg(["mean", "std", "count"])
+            steps = stats.index.to_numpy()
+            mean, std = stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy()
+            ax.plot(steps, mean, "-o" if len(steps) < 12 else "-", markersize=3,
+                    color=colours[label], label=label)
+            ax.fill_between(steps, mean - std, mean + std, color=colours[label], alpha=0.2,
+                            linewidth=0)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=c, marker="o", markersize=3) for c in colours.values()]
+    fig.legend(handles, list(colours), loc="upper center", ncol=min(4, len(colours)),
+               fontsize=8, frameon=False)
+    fig.suptitle(f"{title}: mean and one standard deviation over seeds", fontsize=10,
+                 y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.0 * rows)))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

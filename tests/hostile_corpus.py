@@ -104,9 +104,11 @@ def corpus(folder: Path) -> list[list[str]]:
     cases += [["evaluate", "abc", "--param", value] for value in PARAMS]
     cases += [["evaluate", "abc", "--metrics", value] for value in METRICS]
     for suite in ["x' OR '1'='1", "a b", HUGE, "../x", "", "\u00e9t\u00e9"]:
-        cases += [["compare", "--suite", suite], ["bench", suite, "--dry-run"]]
+        cases += [["compare", "--suite", suite], ["bench", suite, "--dry-run"],
+                  ["report", "--suite", suite]]
     for path in ["/nonexistent/x.png", f"/tmp/{LONG}/x.png", "/", "", "/proc/x/y.csv"]:
-        cases += [["compare", "--plot", path], ["compare", "--csv", path]]
+        cases += [["compare", "--plot", path], ["compare", "--csv", path],
+                  ["compare", "--curves", path]]
     cases += [["compare", "--experiment", "nosuch"], ["compare", "--metrics", "nosuch"]]
     for port in ["-1", "0", "65536", "99999999", "x", ""]:
         cases.append(["ui", "--port", port])
@@ -117,5 +119,5 @@ def corpus(folder: Path) -> list[list[str]]:
     cases += [["bench", path] for path in suites[:6]]
     cases += [[], ["nosuch"], ["data"], ["data", "nosuch"], ["run", "--steps"], ["show"],
               ["evaluate"], ["run"], ["run", *TOY, "--unknown-option"], ["list", "extra"],
-              ["bench"], ["compare", "extra"], ["ui", "extra"], ["sync", "--nosuch"]]
+              ["bench"], ["compare", "extra"], ["report"], ["ui", "extra"], ["sync", "--nosuch"]]
     return cases

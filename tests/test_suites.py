@@ -1,4 +1,5 @@
-"""Suites: expansion, validation, interrupted benches that resume without repeats, compare."""
+"""Suites: expansion, validation, interrupted benches that resume without repeats, compare,
+report."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def _suite_runs() -> pd.DataFrame:
                              finished_only=False)
 
 
-def test_an_interrupted_bench_resumes_without_repeating_finished_runs(with_toy, capsys):
+def test_an_interrupted_bench_resumes_without_repeats_then_compares_and_reports(with_toy, capsys):
     Path("tiny.yaml").write_text(SUITE)
     with_toy.add_plugin(_CtrlCOnce(3), "ctrl_c")
     assert main(["bench", "tiny.yaml", "--no-progress"]) == 130
@@ -134,12 +135,45 @@ def test_an_interrupted_bench_resumes_without_repeating_finished_runs(with_toy, 
     assert Path("comparison-tiny.png").stat().st_size > 1000
     assert "comparison-tiny.png" in [a.path for a in client.list_artifacts(parent[0])]
 
+    assert main(["compare", "--suite", "tiny", "--curves", "curves.png"]) == 0
+    assert Path("curves.png").stat().st_size > 1000
+    assert "curves.png" in [a.path for a in client.list_artifacts(parent[0])]
+    history = compare.histories(f"sqlite:///{Path('mlflow.db').resolve()}",
+                                list(runs["run_id"]))
+    assert sorted(history.loc[history["key"] == "eval/mig", "step"].unique()) == [6, 12]
+    capsys.readouterr()
+
+    assert main(["report", "--suite", "tiny", "--out", "report"]) == 0
+    page = Path("report/index.html").read_text()
+    assert page.count("<table>") == 2 and "lr=0.001" in page and "lr=0.01" in page
+    pictures = [p for p in Path("report/runs").rglob("*.png")]
+    assert len(pictures) == 2 and {p.name for p in pictures} == {"code_factor_mi.png"}
+    Path("taken").write_text("")
+    assert main(["report", "--suite", "tiny", "--out", "taken/report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out 'taken/report' cannot be written") and err.count("\n") == 1
+
+
+def test_a_suite_without_finished_runs_has_nothing_to_report(with_toy, capsys):
+    Path("one.yaml").write_text(SUITE.replace("name: tiny", "name: one")
+                                .replace("seeds: [0, 1]", "seeds: [0]")
+                                .replace("[0.01, 0.001]", "[0.01]"))
+    with_toy.add_plugin(_CtrlCOnce(1), "ctrl_c")
+    assert main(["bench", "one.yaml", "--no-progress"]) == 130
+    capsys.readouterr()
+    for argv in (["report", "--suite", "one"], ["compare", "--suite", "one"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == "error: suite 'one' has no finished runs yet (1 killed)\n"
+
 
 @pytest.mark.parametrize("argv,message", [
     (["compare", "--suite", "x' OR '1'='1"], "suite name \"x' OR '1'='1\": use 1 to 100"),
     (["compare", "--plot", "/nonexistent/x.png"], "--plot '/nonexistent/x.png': folder "
                                                    "'/nonexistent' does not exist"),
     (["compare", "--csv", "no/such/folder/runs.csv"], "--csv 'no/such/folder/runs.csv'"),
+    (["report", "--suite", "nosuch"], "no suite 'nosuch' in sqlite:///"),
+    (["compare", "--curves", "/nonexistent/c.png"], "--curves '/nonexistent/c.png': folder"),
     (["ui", "--port", "-1"], "--port must lie in [1, 65535], not -1"),
     (["ui", "--port", "99999999"], "--port must lie in [1, 65535], not 99999999"),
     (["ui", "--host", "bad host name"], "--host 'bad host name' is not an address"),
