@@ -145,7 +145,8 @@ def report_shot(path: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         cli = [sys.executable, "-m", "disentangle.cli"]
-        subprocess.run([*cli, "bench", "smoke", "--no-progress", "--tracking-uri", store],
+        suite = Path(__file__).resolve().parent / "suites" / "smoke.yaml"
+        subprocess.run([*cli, "bench", str(suite), "--no-progress", "--tracking-uri", store],
                        check=True, cwd=tmp, capture_output=True)
         start = time.perf_counter()
         subprocess.run([*cli, "report", "--suite", "smoke", "--out", "report",

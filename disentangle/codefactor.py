@@ -91,7 +91,7 @@ def save(matrix: CodeFactor, folder: Path, title: str) -> tuple[Path, Path]:
     order = matrix.order()
     shown = matrix.nmi[order]
     rows, cols = shown.shape
-    fig = Figure(figsize=(2.2 + 0.9 * cols, 1.3 + 0.32 * rows))
+    fig = Figure(figsize=(max(5.0, 2.2 + 0.9 * cols), 1.5 + 0.32 * rows))
     ax = fig.add_subplot()
     image = ax.imshow(shown, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(rows):
@@ -108,8 +108,8 @@ def save(matrix: CodeFactor, folder: Path, title: str) -> tuple[Path, Path]:
     ax.set_xticks(range(cols), [f"{name}\ngap {g:.2f}" for name, g in zip(matrix.factors,
                                                                           gaps)], fontsize=8)
     ax.set_yticks(range(rows), [matrix.codes[i] for i in order], fontsize=8)
-    ax.set_title(f"{title}\nMIG {gaps.mean():.3f}; framed: each factor's best and "
-                 "second code", fontsize=8)
+    ax.set_title(f"{title}\nMIG {gaps.mean():.3f}; framed: each factor's best\n"
+                 "(solid) and second (dashed) code", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.05, label="MI / H(factor)")
     fig.tight_layout()
     picture = folder / "code_factor_mi.png"

@@ -169,12 +169,12 @@ def curves(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: str) -
     keys = sorted(labelled["key"].unique(), key=lambda k: (not k.startswith("eval/"), k))
     columns = min(4, max(1, len(keys)))
     rows = -(-len(keys) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows),
-                             squeeze=False)
+    height = 3.0 * rows + 0.9  # the panels, the title above and the legend below
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, height), squeeze=False)
     colours = {label: f"C{i}" for i, label in enumerate(sorted(labelled["label"].unique()))}
     for ax, key in zip(axes.flat, keys):
         for label, group in labelled[labelled["key"] == key].groupby("label", sort=True):
-            stats = group.groupby("step")["value"].agg(["mean", "std", "count"])
+            stats = group.groupby("step")["value"].agg(["mean", "std"])
             steps = stats.index.to_numpy()
             mean, std = stats["mean"].to_numpy(), stats["std"].fillna(0.0).to_numpy()
             ax.plot(steps, mean, "-o" if len(steps) < 12 else "-", markersize=3,
@@ -188,11 +188,10 @@ def curves(table: pd.DataFrame, history: pd.DataFrame, path: Path, title: str) -
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     handles = [plt.Line2D([], [], color=c, marker="o", markersize=3) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="upper center", ncol=min(4, len(colours)),
+    fig.legend(handles, list(colours), loc="lower center", ncol=min(4, len(colours)),
                fontsize=8, frameon=False)
-    fig.suptitle(f"{title}: mean and one standard deviation over seeds", fontsize=10,
-                 y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.0 * rows)))
+    fig.suptitle(f"{title}: mean and one standard deviation over seeds", fontsize=10)
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
