@@ -9,8 +9,8 @@ Run by ``benchmarks/gpu_check.sh`` (which brings MLflow where it is missing). In
    on one batch stream, every random draw made on the CPU and moved (the devices' random
    streams differ), TF32 off; the losses' largest relative difference, and a verdict
    against ``--tolerance``.
-3. **Training** ``infogan`` and ``beta_tcvae`` on dSprites through the runner for the time
-   left, split between them, MIG logged four times along each run.
+3. **Training** ``infogan``, ``infogan_cr`` and ``beta_tcvae`` on dSprites through the runner
+   for the time left, split between them, MIG logged four times along each run.
 
 The report goes to ``OUT/gpu_check.txt`` and each run's MIG evaluations to
 ``OUT/gpu_check_mig.jsonl``. ``--dry-run`` does all of it on the CPU at toy sizes, which
@@ -40,7 +40,7 @@ from disentangle.registry import get_registry
 from disentangle.run import build_model, new_run
 from disentangle.tracking import Tracker
 
-TRAINED = ("infogan", "beta_tcvae")
+TRAINED = ("infogan", "infogan_cr", "beta_tcvae")
 #: torch's random draws that the models make, patched by :func:`draws_on_cpu`
 _DRAWS = ("randn", "rand", "randint", "randperm")
 

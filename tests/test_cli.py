@@ -111,7 +111,8 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["run", "nosuchmodel", "--dataset", "toy_blobs"],
      "unknown model 'nosuchmodel'; available: acgan, annealed_vae, beta_tcvae, beta_vae, "
-     "cgan, dip_vae_i, dip_vae_ii, factor_vae, gan, infogan, projection_cgan, toy_autoencoder"),
+     "cgan, dip_vae_i, dip_vae_ii, factor_vae, gan, infogan, infogan_cr, projection_cgan, "
+     "toy_autoencoder"),
     (["run", "toy_autoencoder", "--dataset", "nosuchdata"], "unknown dataset 'nosuchdata'; "),
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--metrics", "nosuchmetric"],
      "unknown metric 'nosuchmetric'"),

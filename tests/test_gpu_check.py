@@ -32,6 +32,6 @@ def test_the_dry_run_times_compares_and_trains_on_the_cpu(tmp_path):
     assert "0.0e+00  same" in report  # the CPU against itself
     records = [json.loads(line) for line in
                (tmp_path / "out" / "gpu_check_mig.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["status"]) for r in records] == [("infogan", "FINISHED"),
-                                                           ("beta_tcvae", "FINISHED")]
+    assert [(r["model"], r["status"]) for r in records] == [
+        ("infogan", "FINISHED"), ("infogan_cr", "FINISHED"), ("beta_tcvae", "FINISHED")]
     assert all(0 <= r["mig"] <= 1 for r in records)

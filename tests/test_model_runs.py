@@ -23,8 +23,9 @@ MODELS = {
     "dip_vae_ii": (VAE_TINY, "dip_penalty"),
     "gan": (GAN_TINY + ["inverse_steps=3"], "d_loss"),
     "infogan": (GAN_TINY, "mi_bound_categorical"),
+    "infogan_cr": (GAN_TINY + ["cr_start=2"], "cr_loss"),
 }
-GANS = {"gan", "infogan"}
+GANS = {"gan", "infogan", "infogan_cr"}
 
 
 def test_list_shows_every_model(with_toy, capsys):

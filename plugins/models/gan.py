@@ -181,8 +181,9 @@ class GANBase(Model):
     A subclass gives its latent type, :meth:`sample_latent` (one draw of it, on CPU) and
     :meth:`latent_vector` (the generator's input made from it). It may override
     :meth:`code_loss` (a loss on the auxiliary head's output for generated images, added to
-    both players' losses), :meth:`real_code_loss` (one on real images, added to D's) and
-    :meth:`discriminate` (how D sees an image and its label).
+    both players' losses), :meth:`real_code_loss` (one on real images, added to D's),
+    :meth:`generator_regularizer` (a further term of G's loss) and :meth:`discriminate`
+    (how D sees an image and its label).
 
     The constructor's options shape D: ``head_out`` outputs of an auxiliary head of width
     ``head_dim`` learning at ``lr_head`` (InfoGAN's Q, AC-GAN's classifier);
@@ -263,6 +264,11 @@ class GANBase(Model):
         """A loss on Q's output for images made from ``latent``, and values to log."""
         return torch.zeros((), device=self.device), {}
 
+    def generator_regularizer(self, n: int, step: int) -> torch.Tensor:
+        """A further term of G's loss at ``step`` (batch size ``n``), made from images it
+        generates for it (InfoGAN-CR's contrastive term); zero here."""
+        return torch.zeros((), device=self.device)
+
     def real_code_loss(self, q: torch.Tensor | None, labels: torch.Tensor | None
                        ) -> tuple[torch.Tensor, Losses]:
         """A loss on Q's output for real images of ``labels``, added to D's loss only, and
@@ -308,7 +314,7 @@ class GANBase(Model):
                                                    self._fake_labels(latent))
             g_adv = adversarial_loss(cfg.loss, None, fake_logit, for_generator=True)
             g_code, logged = self.code_loss(q_fake, latent)
-            self.optimize(self.opt_g, g_adv + g_code)
+            self.optimize(self.opt_g, g_adv + g_code + self.generator_regularizer(n, step))
 
         return {"d_loss": d_loss.detach(), "g_loss": g_adv.detach(),
                 "d_real": torch.sigmoid(real_logit.detach()).mean(), **logged_real, **logged}
