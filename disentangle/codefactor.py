@@ -1,7 +1,7 @@
 """Which code holds which factor: the normalised mutual information of every code with every
 factor, its ordering, and its picture.
 
-The matrix is MIG's own (:func:`disentangle.metrics.information`: 20-bin histograms of the
+The matrix is MIG's own (:func:`information`, which the MIG plugins share: 20-bin histograms of the
 codes on the evaluation's shared sample), divided by each factor's entropy, so a column's
 largest entry minus its second largest is that factor's MIG gap. Runs log it at every
 evaluation as ``eval/<step>/code_factor_mi.json`` and ``.png``, and the traversal figure
@@ -18,7 +18,36 @@ from typing import Any
 
 import numpy as np
 
-from disentangle.metrics import information, top_two
+from disentangle.errors import NotApplicable
+from disentangle.metrics import discretize, entropies, factor_labels, mutual_info_matrix
+
+
+def information(codes: np.ndarray, factors: np.ndarray, bins: int,
+                factor_names: Sequence[str] | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``I [d, K']`` (nats), the factors' entropies ``[K']``, the binned codes' entropies
+    ``[d]`` and the names of the ``K'`` factors that vary in the sample."""
+    codes, factors = np.asarray(codes), np.asarray(factors)
+    if codes.shape[1] == 0:
+        raise NotApplicable("the representation has no codes")
+    names = np.array(factor_labels(factor_names, factors.shape[1]))
+    entropy = entropies(factors)
+    varies = entropy > 0
+    if not varies.any():
+        raise NotApplicable("no factor varies in the sample")
+    binned = discretize(codes, bins)
+    info = mutual_info_matrix(binned, factors[:, varies])
+    return info, entropy[varies], entropies(binned), list(names[varies])
+
+
+def top_two(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along axis 0: the index of the largest entry, the largest and the second largest
+    (0 when the axis has one entry)."""
+    best = matrix.argmax(axis=0)
+    ordered = -np.sort(-matrix, axis=0)
+    second = ordered[1] if len(matrix) > 1 else np.zeros(matrix.shape[1])
+    return best, ordered[0], second
+
 
 #: factor rows of the matrix's sample: the shared draw MIG scores by default
 SAMPLE = 10_000

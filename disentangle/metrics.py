@@ -8,7 +8,7 @@ A metric has two parts, kept apart on purpose:
   from ``observer.dataset``, asks ``observer`` for their codes, and calls ``core``.
 
 This module is the bottom of the metric stack: it imports no other part of the core at run
-time but its errors, and knows the evaluator's observer only as the :class:`Observer` protocol. The
+time, and knows the evaluator's observer only as the :class:`Observer` protocol. The
 first-party cores are imported by name in :mod:`disentangle.cores`; any registered metric's
 core, third-party ones included, is ``registry.metric(name).core``.
 """
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-
-from disentangle.errors import NotApplicable
 
 if TYPE_CHECKING:
     from disentangle.datasets import FactorDataset
@@ -220,29 +218,3 @@ def normalized_entropy(weights: np.ndarray, axis: int) -> np.ndarray:
     logs = np.log(p, out=np.zeros_like(p), where=p > 0)
     return -(p * logs).sum(axis=axis) / np.log(weights.shape[axis])
 
-
-def information(codes: np.ndarray, factors: np.ndarray, bins: int,
-                factor_names: Sequence[str] | None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """``I [d, K']`` (nats), the factors' entropies ``[K']``, the binned codes' entropies
-    ``[d]`` and the names of the ``K'`` factors that vary in the sample."""
-    codes, factors = np.asarray(codes), np.asarray(factors)
-    if codes.shape[1] == 0:
-        raise NotApplicable("the representation has no codes")
-    names = np.array(factor_labels(factor_names, factors.shape[1]))
-    entropy = entropies(factors)
-    varies = entropy > 0
-    if not varies.any():
-        raise NotApplicable("no factor varies in the sample")
-    binned = discretize(codes, bins)
-    info = mutual_info_matrix(binned, factors[:, varies])
-    return info, entropy[varies], entropies(binned), list(names[varies])
-
-
-def top_two(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Along axis 0: the index of the largest entry, the largest and the second largest
-    (0 when the axis has one entry)."""
-    best = matrix.argmax(axis=0)
-    ordered = -np.sort(-matrix, axis=0)
-    second = ordered[1] if len(matrix) > 1 else np.zeros(matrix.shape[1])
-    return best, ordered[0], second

@@ -34,9 +34,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 import disentangle
+from disentangle.codefactor import information, top_two
 from disentangle.datasets import FactorDataset
 from disentangle.errors import NotApplicable
-from disentangle.metrics import Metric, Observer, information, top_two
+from disentangle.metrics import Metric, Observer
 
 
 def mig_sup(codes: np.ndarray, factors: np.ndarray, bins: int = 20,

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 import disentangle
+from disentangle.codefactor import information, top_two
 from disentangle.datasets import FactorDataset
-from disentangle.metrics import Metric, Observer, information, top_two
+from disentangle.metrics import Metric, Observer
 
 
 def mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
