@@ -17,21 +17,9 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from test_suites import SUITE as TINY_SUITE
 
 from disentangle.cli import main
-
-TINY_SUITE = """
-name: tiny
-datasets: [toy_blobs]
-seeds: [0, 1]
-steps: 12
-eval_every: 6
-metrics: [mig]
-runs:
-  - model: toy_autoencoder
-    grid: {lr: [0.01, 0.001]}
-    set: {latents: 2}
-"""
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
