@@ -1,11 +1,11 @@
 """Which code holds which factor: the normalised mutual information of every code with every
 factor, its ordering, and its picture.
 
-The matrix is MIG's own (:func:`information`, which the MIG plugins share: 20-bin histograms of the
-codes on the evaluation's shared sample), divided by each factor's entropy, so a column's
-largest entry minus its second largest is that factor's MIG gap. Runs log it at every
-evaluation as ``eval/<step>/code_factor_mi.json`` and ``.png``, and the traversal figure
-names each code after the factor it holds most of.
+The matrix is MIG's own (:func:`information`, which the MIG plugins share: 20-bin
+histograms of the codes on the evaluation's shared sample), divided by each factor's
+entropy, so a column's largest entry minus its second largest is that factor's MIG gap.
+Runs log it at every evaluation as ``eval/<step>/code_factor_mi.json`` and ``.png``, and
+the traversal figure names each code after the factor it holds most of.
 """
 
 from __future__ import annotations

@@ -275,10 +275,8 @@ def _writable_folder(text: str, what: str) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from disentangle import report
-    from disentangle.suites import check_name
     from disentangle.tracking import Tracker
 
-    check_name(args.suite)
     tracker = Tracker(args.tracking_uri)
     _, metrics, table = _compared(tracker, None, args.suite, args.metrics)
     out = _writable_folder(args.out or f"report-{args.suite}", "--out")
