@@ -21,6 +21,7 @@ from disentangle.registry import KINDS, Registry, get_registry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from disentangle.selection import Selection
     from disentangle.tracking import Tracker
 
 
@@ -287,6 +288,95 @@ def cmd_report(args: argparse.Namespace) -> int:
                          f"{exc.strerror or exc}") from None
     print(f"report of suite {args.suite} ({len(table)} runs) written to {index}")
     return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from disentangle import selection
+    from disentangle.run import open_run
+    from disentangle.tracking import Tracker
+
+    for name, value, least in (("--votes", args.votes, 1), ("--group-size", args.group_size, 2),
+                               ("--points", args.points, 10)):
+        if value < least:
+            raise UsageError(f"{name} must be at least {least}, not {value}")
+    registry = _registry()
+    tracker = Tracker(args.tracking_uri)
+    runs, metrics, table = _compared(tracker, None, args.suite, args.metrics)
+    if args.dataset is not None:
+        table = table[table["dataset"] == args.dataset].reset_index(drop=True)
+    counts = table["dataset"].value_counts()
+    if len(counts) > 1:
+        raise UsageError(f"suite {args.suite!r} has runs of {len(counts)} datasets ("
+                         + ", ".join(f"{d}: {n}" for d, n in sorted(counts.items()))
+                         + "); runs are ranked against runs of the same data: choose one "
+                           "with --dataset")
+    if len(table) < 3:
+        where = f" on {args.dataset}" if args.dataset is not None else ""
+        raise UsageError(f"suite {args.suite!r} has {len(table)} finished run(s){where}; "
+                         f"ranking needs at least 3")
+    out = _writable_folder(args.out or f"selection-{args.suite}", "--out")
+    print(f"loading {len(table)} runs of suite {args.suite}...", flush=True)
+    handles = [open_run(run_id, registry, tracker, device=args.device)
+               for run_id in table["run_id"]]
+    models = [h.model for h in handles]
+    method = args.method or ("centrality" if not selection.unable(models, "centrality")
+                             else "udr")
+    refused = selection.unable(models, method)
+    if refused:
+        names = sorted({table["model"][k] for k in refused})
+        raise UsageError(f"--method {method} needs models that generate from codes they can "
+                         f"hold; {', '.join(names)} cannot: use --method udr")
+    if method == "centrality":
+        detail = f"{args.votes} groups of {args.group_size} generated images per pair"
+        pairwise = selection.centrality_similarity(models, args.votes, args.group_size,
+                                                   args.seed, progress=not args.no_progress)
+        scores = selection.centrality(pairwise)
+    else:
+        detail = f"{args.points:,} real images, {args.similarity} similarity"
+        codes, active = selection.udr_codes(models, handles[0].plan.dataset, args.points,
+                                            args.seed)
+        scores, pairwise = selection.udr(codes, active, args.similarity)
+    chosen = selection.ranked(table, scores, pairwise, method, detail)
+    _print_selection(chosen, metrics, args.suite)
+    title = f"suite {args.suite}: {method} ({detail})"
+    try:
+        written = selection.write(chosen, metrics, out, title)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or 'the selection'}: "
+                         f"{exc.strerror or exc}") from None
+    print(f"ranking, pairwise matrix and plot written to {out}")
+    parent = _suite_parent(runs)
+    if parent is not None:
+        for path in written:
+            tracker.log_artifact(parent, path, f"selection/{method}")
+        print(f"logged as artifacts selection/{method}/ of the suite's parent run {parent}")
+    return 0
+
+
+def _print_selection(chosen: Selection, metrics: list[str], suite: str) -> None:
+    """The ranking, the rank correlation with each supervised score, and the selected run
+    against the median run."""
+    from disentangle import selection
+
+    table = chosen.table
+    print(f"suite {suite}: {len(table)} runs on {table['dataset'].iloc[0]} ranked by "
+          f"{chosen.method} ({chosen.detail}), without factor labels")
+    columns = ["model", "setting"] if table["setting"].astype(bool).any() else ["model"]
+    shown = table[["rank", "score", *columns, "seed", "run_id", *metrics]].copy()
+    shown["score"] = shown["score"].map(lambda v: f"{v:.4f}")
+    for m in metrics:
+        shown[m] = shown[m].map(lambda v: f"{v:.4f}")
+    print(shown.to_string(index=False))
+    rho = selection.correlations(chosen, metrics)
+    print(f"Spearman rank correlation of the {chosen.method} score with each supervised "
+          "score:")
+    for m in metrics:
+        print(f"  {m:32s} " + (f"{rho[m]:+.3f}" if rho[m] == rho[m] else
+                               "undefined (a constant column)"))
+    best = chosen.selected
+    print(f"selected: run {best['run_id']} ({best['model']} seed {best['seed']})")
+    for m in metrics:
+        print(f"  {m:32s} {best[m]:.4f}  (median run {table[m].median():.4f})")
 
 
 def _die_with_parent() -> None:

@@ -225,6 +225,19 @@ class CodeKL(Protocol):
         over ``images`` (called in eval mode): ``[latent_dim]``."""
 
 
+@runtime_checkable
+class HoldsCodes(Protocol):
+    """A generative model whose images come from codes it can hold fixed (InfoGAN's codes,
+    a VAE's latents). Model selection by ModelCentrality (:mod:`disentangle.selection`)
+    scores one model's encoder on another's images, the held code standing in for a known
+    factor."""
+
+    def generate_holding(self, n: int, code: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images ``[n, C, H, W]`` in [0, 1] on the CPU that share one random value of
+        code ``code`` (a column of :meth:`Model.code_names`), every other input drawn afresh
+        (called in eval mode)."""
+
+
 def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:
     """Each row of ``base`` ``[rows, d]`` once per value, with ``column`` set to that value.
 

@@ -228,6 +228,17 @@ class InfoGAN(GANBase):
             torch.zeros(len(q), 0, dtype=torch.long)
         return Representation(mean.double().cpu().numpy(), classes.cpu().numpy())
 
+    @torch.no_grad()
+    def generate_holding(self, n: int, code: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` images sharing one random value of code ``code`` (continuous codes first, as
+        in :meth:`code_names`); noise and the other codes are drawn for each image."""
+        latent = self.sample_latent(n, generator)
+        d = self.config.continuous_dim
+        held = latent.continuous if code < d else latent.classes
+        column = code if code < d else code - d
+        held[:, column] = held[0, column]
+        return self.generator(self.latent_vector(latent)).cpu()
+
     def code_names(self) -> list[str]:
         return ([f"continuous_{j}" for j in range(self.config.continuous_dim)]
                 + [f"categorical_{i}" for i in range(len(self.cat_sizes))])

@@ -146,6 +146,13 @@ class VAE(Model):
         return self.decode(torch.randn(n, self.config.latent_dim, generator=generator))
 
     @torch.no_grad()
+    def generate_holding(self, n: int, code: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` decoded prior draws that share the value of latent ``code``."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator)
+        z[:, code] = z[0, code]
+        return self.decode(z)
+
+    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The decoded posterior mean of each image (the code the metrics score)."""
         mean, _ = self.posterior(images.to(self.device))
