@@ -73,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list models, datasets and metrics with their plugins")
     lst.set_defaults(handler=cmd_list)
 
-    show = sub.add_parser("show", help="a model's hyper-parameters and defaults, or a metric's "
-                                       "definition, parameters, sample sizes and source")
-    show.add_argument("name", help="a model or a metric (a name that is both shows both)")
+    show = sub.add_parser("show", help="a model's hyper-parameters and defaults, a metric's "
+                                       "definition, parameters, sample sizes and source, or a "
+                                       "dataset's factors and files")
+    show.add_argument("name", help="a model, a metric or a dataset (a name that is several "
+                                   "shows each)")
     show.add_argument("--dataset", help="show the defaults this dataset selects (a model) or "
                                         "the sample sizes on it (a metric; default: dsprites)")
     show.set_defaults(handler=cmd_show)

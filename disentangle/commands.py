@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import socket
 import sys
@@ -441,6 +442,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         width = max([22] + [len(e.name) for e in entries])
         for e in entries:
             print(f"  {e.name:{width}s} {e.distribution:24s} {e.summary}")
+            if kind == "dataset":
+                print(f"  {'':{width}s} factors: {_factors_text(e.obj)}")
         if not entries:
             print("  (none)")
     if registry.failures:
@@ -450,21 +453,51 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _factors_text(dataset_cls: type) -> str:
+    """A dataset's factors in order, each with its number of values; unordered ones marked."""
+    return ", ".join(f"{name} {size}" + (" (categorical)"
+                                         if name in dataset_cls.categorical_factors else "")
+                     for name, size in zip(dataset_cls.factor_names, dataset_cls.factor_sizes))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     registry = _registry()
-    is_model = args.name in registry.entries["model"]
-    is_metric = args.name in registry.entries["metric"]
-    if not is_model and not is_metric:
-        raise UsageError(f"unknown model or metric {args.name!r}; models: "
-                         f"{', '.join(sorted(registry.entries['model']))}; metrics: "
-                         f"{', '.join(sorted(registry.entries['metric']))}")
-    if is_model:
-        _show_model(registry, args.name, args.dataset)
-    if is_metric:
-        if is_model:
+    shown = [kind for kind in ("model", "metric", "dataset") if args.name in registry.entries[kind]]
+    if not shown:
+        raise UsageError(f"unknown model, metric or dataset {args.name!r}; " + "; ".join(
+            f"{kind}s: {', '.join(sorted(registry.entries[kind]))}"
+            for kind in ("model", "metric", "dataset")))
+    for k, kind in enumerate(shown):
+        if k:
             print()
-        _show_metric(registry, args.name, args.dataset)
+        if kind == "model":
+            _show_model(registry, args.name, args.dataset)
+        elif kind == "metric":
+            _show_metric(registry, args.name, args.dataset)
+        else:
+            _show_dataset(registry, args.name)
     return 0
+
+
+def _show_dataset(registry: Registry, name: str) -> None:
+    """A dataset's factors (the grid every metric samples), images and files."""
+    entry = registry.get("dataset", name)
+    cls = entry.obj
+    sizes = cls.factor_sizes
+    print(f"dataset {entry.name} ({entry.distribution}): {entry.summary}")
+    print(f"images: {' x '.join(map(str, cls.image_shape))} (channels x height x width); "
+          f"{int(math.prod(sizes)):,} factor combinations"
+          + ("" if cls.deterministic else ", several images each (drawn at random)"))
+    print("factors, in order:")
+    width = max(len(n) for n in cls.factor_names)
+    for factor, size in zip(cls.factor_names, sizes):
+        kind = "categorical" if factor in cls.categorical_factors else "ordered"
+        print(f"  {factor:{width}s}  {size:5d} values  {kind}")
+    names = getattr(cls, "file_names", None)
+    if names:
+        print(f"file: {names[0]} in DATA_DIR/{cls.folder}/ (DATA_DIR: --data-dir, "
+              f"$DISENTANGLE_DATA or ~/.cache/disentangle/data); get it with "
+              f"`disentangle data fetch {entry.name}`")
 
 
 def _show_model(registry: Registry, name: str, dataset_name: str | None) -> None:

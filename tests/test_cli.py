@@ -128,7 +128,7 @@ def test_show_lists_hyper_parameters(with_toy, capsys):
      "no run with id '0123abcd'"),
     (["run", "toy_autoencoder", "--dataset", "toy_blobs", "--tracking-uri",
       "http://127.0.0.1:9"], "cannot reach the MLflow tracking server at 'http://127.0.0.1:9'"),
-    (["show", "nosuchmodel"], "unknown model or metric 'nosuchmodel'"),
+    (["show", "nosuchmodel"], "unknown model, metric or dataset 'nosuchmodel'"),
     (["data", "fetch", "toy_blobs"], "dataset 'toy_blobs' has no files to download"),
 ])
 def test_bad_input_gets_a_clear_message(with_toy, capsys, argv, expected):

@@ -67,4 +67,4 @@ def test_show_prints_a_metrics_reference_page(capsys):
     both = capsys.readouterr().out
     assert "model beta_vae" in both and "metric beta_vae" in both
     assert main(["show", "no_such"]) == 2
-    assert "unknown model or metric 'no_such'" in capsys.readouterr().err
+    assert "unknown model, metric or dataset 'no_such'" in capsys.readouterr().err

@@ -38,7 +38,7 @@ import torch
 
 from disentangle import hookimpl
 from disentangle.datasets import FactorDataset
-from disentangle.download import download
+from disentangle.download import fetch_file
 from disentangle_plugins.datasets import dsprites_file
 
 #: where ``disentangle data fetch dsprites`` downloads the official archive from
@@ -269,10 +269,8 @@ class DSprites(FactorDataset):
     @classmethod
     def fetch(cls, data_dir: Path) -> Path:
         """Download the official ``.npz`` into ``<data_dir>/dsprites/`` (MD5-checked, atomic)."""
-        dest = Path(data_dir) / "dsprites" / FILE_NAMES[0]
-        if not dest.is_file():
-            download(URL, dest, MD5, algorithm="md5")
-        return dest.parent
+        return fetch_file(cls.name, [URL], Path(data_dir) / "dsprites" / FILE_NAMES[0], MD5,
+                          "md5")
 
 
 class _ColouredDSprites(DSprites):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from disentangle.errors import UsageError
+from disentangle_plugins.datasets import stored
 
 #: suffixes that make ``--data-dir`` name the file itself rather than a folder
 SUFFIXES = (".npz", ".hdf5", ".h5")
@@ -38,15 +39,11 @@ def find(data_dir: Path, names: tuple[str, ...]) -> Path | None:
     """The official file in the data folder, or None when there is none (then the renderer
     draws the images). ``data_dir`` may name the file itself; then it must exist."""
     data_dir = Path(data_dir)
-    if data_dir.suffix.lower() in SUFFIXES:
+    if data_dir.suffix.lower() in SUFFIXES:  # .h5 too, which the official names do not use
         if not data_dir.is_file():
             raise UsageError(f"dSprites file {data_dir} does not exist")
         return data_dir
-    for folder in (data_dir / "dsprites", data_dir):
-        for name in names:
-            if (folder / name).is_file():
-                return folder / name
-    return None
+    return stored.find(data_dir, "dsprites", names, "dSprites")
 
 
 def load(path: Path, factor_names: tuple[str, ...], factor_sizes: tuple[int, ...],

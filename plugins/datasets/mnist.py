@@ -20,7 +20,6 @@ factor is a class label (the scikit-learn digits plugin uses it too).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,7 +28,7 @@ import torch
 
 import disentangle
 from disentangle.datasets import FactorDataset
-from disentangle.download import download
+from disentangle.download import fetch_file
 from disentangle.errors import UsageError
 from disentangle.idx import read_idx
 
@@ -111,14 +110,6 @@ class LabelledImages(FactorDataset):
         return self.to_tensor(rows, device), self.labels[rows][:, None]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class IdxImages(LabelledImages):
     """A labelled image set read from MNIST-style IDX files; see the module docstring."""
 
@@ -180,19 +171,8 @@ class IdxImages(LabelledImages):
         """
         folder = cls.folder(data_dir)
         for file_name, sha256 in cls.checksums.items():
-            dest = folder / file_name
-            if dest.is_file() and _sha256(dest) == sha256:
-                continue
-            errors = []
-            for mirror in cls.mirrors:
-                try:
-                    download(f"{mirror.rstrip('/')}/{file_name}", dest, sha256)
-                    break
-                except UsageError as exc:
-                    errors.append(str(exc))
-            else:
-                raise UsageError(f"could not fetch {file_name} for {cls.name}: "
-                                 + "; ".join(errors))
+            fetch_file(cls.name, [f"{m.rstrip('/')}/{file_name}" for m in cls.mirrors],
+                       folder / file_name, sha256)
         return folder
 
 
