@@ -136,12 +136,12 @@ def tiny_images() -> np.ndarray:
 
 
 @pytest.mark.parametrize("compressed", [False, True])
-def test_mpi3d_memory_maps_the_official_npz(tmp_path: Path, compressed: bool):
+def test_mpi3d_reads_the_official_npz_by_rows(tmp_path: Path, compressed: bool):
     images = tiny_images()
     path = tmp_path / "mpi3d_toy.npz"
     (np.savez_compressed if compressed else np.savez)(path, images=images)
     ds = TinyMPI3D(tmp_path)
-    assert ds.path == path and isinstance(ds.array, np.memmap)
+    assert ds.path == path and isinstance(ds.array, stored.RowFile)
     cache = tmp_path / "mpi3d_toy.npz.images.npy"
     assert cache.is_file() == compressed  # a compressed member is unpacked once, beside it
     factors = ds.factors_of(np.array([47, 0, 13]))

@@ -8,7 +8,7 @@ reference study's, in its order (disentanglement_lib's ``Cars3D``): elevation (4
 (24) and the car (183). The cars are numbered in the sorted order of their file names (the
 reference code takes the order the folder is listed in, which depends on the file system).
 The images are resized to 64x64 with Lanczos resampling, once, and cached beside the files
-(``cars3d-64x64.npy``, 216 MB, car by car) and memory-mapped from there.
+(``cars3d-64x64.npy``, 216 MB, car by car) and read by rows from there.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ vertical_axis      40    rotation of the arm about the horizontal axis
 =================  ====  ========================================================
 
 The file has no labels, so its row order cannot be checked; its key, shape and dtype are.
-The array is memory-mapped inside the archive (12.7 GB are never read whole).
+The array is read by rows where it lies inside the archive (its 12.7 GB are never loaded).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ elevation (9), azimuth (18) and lighting (6). The instance is not a factor: each
 has 10 images, one per instance, and a draw picks one at random. As there, both sets are
 used, the first image of each pair only, resized to 64x64 with Lanczos resampling. The
 resized images are cached once beside the files (``smallnorb-64x64.npy``, 199 MB) and
-memory-mapped from there.
+read by rows from there.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 A :class:`StoredGrid` is a factor grid whose images sit in an array ``[N, H, W, C]`` (uint8)
 in row-major factor order (the last factor varies fastest), as Shapes3D and MPI3D ship them
 and as smallNORB and Cars3D are cached here once resized. The array is never loaded whole:
-an uncompressed ``.npz`` member or an ``.npy`` file is memory-mapped where it lies, a
+an uncompressed ``.npz`` member or an ``.npy`` file is read by rows where it lies, a
 compressed member is unpacked once, in chunks, into an ``.npy`` beside the archive, and an
-HDF5 dataset is read by rows. A batch then touches only its own rows.
+HDF5 dataset is read by rows. A batch then reads only its own rows.
 
 Every failed check raises a UsageError (one line, exit code 2) naming the file and what is
 wrong with it; a missing file names the command that downloads it and where it belongs.
@@ -81,9 +81,9 @@ def check_array(where: str, shape: tuple[int, ...], dtype: np.dtype,
                          f"{np.dtype(dtype)} {list(shape)}")
 
 
-def npz_member(path: Path, key: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Array ``key`` of the ``.npz`` at ``path``, checked to be ``dtype`` ``shape``: a
-    read-only memory map of the archive where the member is stored uncompressed, else of
+def npz_member(path: Path, key: str, shape: tuple[int, ...], dtype: str) -> RowFile:
+    """Array ``key`` of the ``.npz`` at ``path``, checked to be ``dtype`` ``shape``, read by
+    rows where it lies in the archive when the member is stored uncompressed, else from
     ``<file>.<key>.npy`` beside it, unpacked once in chunks."""
     where = f"{path}: {key!r}"
     try:
@@ -104,33 +104,25 @@ def npz_member(path: Path, key: str, shape: tuple[int, ...], dtype: str) -> np.n
                 raise UsageError(f"{where} is stored in Fortran order, not as numpy writes "
                                  "the official file")
             if info.compress_type == zipfile.ZIP_STORED:
-                return _mapped_member(path, info, stream.tell(), shape, np.dtype(dtype))
+                return _stored_member(path, info, stream.tell(), shape, np.dtype(dtype))
             return _unpacked(path, key, stream, shape, np.dtype(dtype))
 
 
-def _mapped_member(path: Path, info: zipfile.ZipInfo, header: int, shape: tuple[int, ...],
-                   dtype: np.dtype) -> np.ndarray:
+def _stored_member(path: Path, info: zipfile.ZipInfo, header: int, shape: tuple[int, ...],
+                   dtype: np.dtype) -> RowFile:
     with open(path, "rb") as file:
         file.seek(info.header_offset)
         fields = _LOCAL_HEADER.unpack(file.read(_LOCAL_HEADER.size))
     offset = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10] + header
-    needed = offset + int(np.prod(shape)) * dtype.itemsize
-    if path.stat().st_size < needed:
-        raise UsageError(f"{path}: truncated ({path.stat().st_size:,} bytes, the array needs "
-                         f"{needed:,}; download it again)")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    return RowFile(path, offset, shape, dtype)
 
 
 def _unpacked(path: Path, key: str, stream: Any, shape: tuple[int, ...],
-              dtype: np.dtype) -> np.ndarray:
+              dtype: np.dtype) -> RowFile:
     cache = path.with_name(f"{path.name}.{key}.npy")
-    if cache.is_file() and cache.stat().st_mtime_ns >= path.stat().st_mtime_ns:
-        try:
-            cached = np.load(cache, mmap_mode="r")
-            if cached.shape == shape and cached.dtype == dtype:
-                return cached
-        except (OSError, ValueError):
-            pass
+    cached = cache_fresh(cache, [path], shape, dtype)
+    if cached is not None:
+        return cached
     return write_cache(cache, shape, dtype, _chunks(path, key, stream, shape, dtype))
 
 
@@ -150,24 +142,26 @@ def _chunks(path: Path, key: str, stream: Any, shape: tuple[int, ...], dtype: np
 
 
 def write_cache(cache: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Any
-                ) -> np.ndarray:
-    """Write consecutive row chunks into the ``.npy`` file ``cache`` (atomically: a cut
-    write leaves no cache) and return it memory-mapped."""
+                ) -> RowFile:
+    """Write consecutive row chunks as the ``.npy`` file ``cache`` (atomically: a cut
+    write leaves no cache; streamed: memory holds one chunk) and return its rows."""
     fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".part", dir=cache.parent)
-    os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        done = 0
-        for chunk in chunks:
-            out[done:done + len(chunk)] = chunk
-            done += len(chunk)
-        out.flush()
-        del out
+        with os.fdopen(fd, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                "fortran_order": False, "shape": tuple(shape)})
+            done = 0
+            for chunk in chunks:
+                out.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+                done += len(chunk)
+        if done != shape[0]:
+            raise UsageError(f"{cache}: {done} rows were made, not {shape[0]}")
         os.replace(tmp, cache)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return np.load(cache, mmap_mode="r")
+    return npy_rows(cache)
 
 
 def hdf5_datasets(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]
@@ -204,13 +198,63 @@ def hdf5_datasets(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]
 
 
 def read_rows(array: Any, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for any row order and repeats, from a memory map or an HDF5 dataset
-    (which reads increasing unique rows only)."""
+    """``array[rows]`` for any row order and repeats, from a :class:`RowFile` or an HDF5
+    dataset (which reads increasing unique rows only)."""
     unique, inverse = np.unique(rows, return_inverse=True)
     try:
         return np.asarray(array[unique])[inverse]
     except OSError as exc:  # a file cut after it was checked
         raise UsageError(f"cannot read image rows from the dataset file ({exc})") from None
+
+
+class RowFile:
+    """The rows of a C-order array stored in a file from ``offset`` on, read on demand.
+
+    Each read takes exactly the rows asked for (one positioned read per row), so memory holds
+    only them. A memory map is not used: the pages the kernel reads ahead around each row
+    stay mapped into the process, and a random walk over a 12.7 GB file then keeps
+    gigabytes resident.
+    """
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.offset, self.shape = Path(path), offset, tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        needed = offset + self.shape[0] * self.row_bytes
+        if self.path.stat().st_size < needed:
+            raise UsageError(f"{path}: truncated ({self.path.stat().st_size:,} bytes, the "
+                             f"array needs {needed:,}; download it again)")
+        self.fd = os.open(self.path, os.O_RDONLY)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        for k, row in enumerate(rows):
+            if os.preadv(self.fd, [out[k]], self.offset + int(row) * self.row_bytes) \
+                    != self.row_bytes:
+                raise UsageError(f"{self.path}: row {int(row)} cannot be read (the file was "
+                                 "cut after it was checked)")
+        return out
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def npy_rows(path: Path) -> RowFile:
+    """An ``.npy`` file's array as a :class:`RowFile` (C order, numbers only)."""
+    with open(path, "rb") as file:
+        shape, fortran, dtype = _npy_header(file, str(path))
+        offset = file.tell()
+    if fortran:
+        raise UsageError(f"{path} is stored in Fortran order")
+    return RowFile(path, offset, shape, dtype)
 
 
 def to_images(pixels: np.ndarray) -> torch.Tensor:
@@ -246,7 +290,7 @@ class StoredGrid(FactorDataset):
     @abstractmethod
     def open(self, path: Path) -> Any:
         """Check the file at ``path`` (what :meth:`locate` found); return its images
-        ``[N, H, W, C]`` uint8 (a memory map or an HDF5 dataset)."""
+        ``[N, H, W, C]`` uint8 (a :class:`RowFile` or an HDF5 dataset)."""
 
     def rows(self, factors: np.ndarray) -> np.ndarray:
         """The array rows of factor rows ``[n, K]`` (the grid index, unless the array is
@@ -258,19 +302,19 @@ class StoredGrid(FactorDataset):
         return to_images(read_rows(self.array, self.rows(self.check_factors(factors))))
 
 
-def cache_fresh(cache: Path, sources: list[Path], shape: tuple[int, ...]) -> np.ndarray | None:
-    """The memory-mapped cache made from ``sources`` if it is there, newer than every
-    source and of ``shape`` (uint8); else None."""
+def cache_fresh(cache: Path, sources: list[Path], shape: tuple[int, ...],
+                dtype: np.dtype | str = "uint8") -> RowFile | None:
+    """The rows of the cache made from ``sources``, if it is there, newer than every source
+    and of ``dtype`` ``shape``; else None."""
     if not cache.is_file():
         return None
-    newest = max(source.stat().st_mtime_ns for source in sources)
-    if cache.stat().st_mtime_ns < newest:
+    if cache.stat().st_mtime_ns < max(source.stat().st_mtime_ns for source in sources):
         return None
     try:
-        cached = np.load(cache, mmap_mode="r")
-    except (OSError, ValueError):
+        rows = npy_rows(cache)
+    except (OSError, UsageError):
         return None
-    return cached if cached.shape == shape and cached.dtype == np.uint8 else None
+    return rows if rows.shape == tuple(shape) and rows.dtype == np.dtype(dtype) else None
 
 
 def resized(images: np.ndarray, size: int = 64) -> np.ndarray:
