@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true",
                      help="compile the networks with torch.compile (slow start, may be faster)")
     run.add_argument("--data-dir", help="folder with dataset files (default: $DISENTANGLE_DATA)")
+    run.add_argument("--data-option", dest="data_options", action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="how training batches are drawn (repeatable): correlate=A:B:SIGMA "
+                          "draws factors A and B correlated, the smaller SIGMA the stronger "
+                          "(Roth et al. 2023); evaluation still samples the uniform grid")
     run.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
                                             "or sqlite:///mlflow.db)")

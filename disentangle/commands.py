@@ -44,6 +44,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
         "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
         "data_dir": args.data_dir, "experiment": args.experiment,
+        "data_options": tuple(args.data_options) or None,
         "metrics": _metric_names(args.metrics), "precision": args.precision,
         "compile": args.compile or None,
     }

@@ -213,7 +213,7 @@ def _loop(run: Run, stop: _StopRequest, progress: bool, logged: dict[str, int],
         while run.step < s.steps and not stop.requested:
             rng = seed_step(s.seed, run.step)
             with registry.blame("dataset", s.dataset, f"sample() at step {run.step + 1}"):
-                images, factors = run.plan.dataset.sample(s.batch_size, rng, run.device)
+                images, factors = run.plan.training.sample(s.batch_size, rng, run.device)
             with registry.blame("model", s.model, f"train_step() at step {run.step + 1}"), \
                     autocast(s.precision, run.device):
                 unchecked.append(run.model.train_step(images, factors, run.step))

@@ -9,6 +9,7 @@ which already lists every option, so nothing is resolved again.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from disentangle import config as cfg
@@ -18,6 +19,7 @@ from disentangle.datasets import FactorDataset
 from disentangle.errors import UsageError
 from disentangle.models import Model
 from disentangle.registry import Registry
+from disentangle.sampling import CorrelatedSampler, parse_options
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,13 @@ class Plan:
     model_config: Any
     model_cls: type[Model]
     dataset: FactorDataset
+
+    @cached_property
+    def training(self) -> FactorDataset | CorrelatedSampler:
+        """Where training batches come from (its ``sample``): the dataset, or a sampler
+        that correlates factors of it when the run's ``data_options`` ask for that."""
+        correlations = parse_options(self.settings.data_options, self.dataset)
+        return CorrelatedSampler(self.dataset, correlations) if correlations else self.dataset
 
     def record(self) -> dict[str, Any]:
         """The configuration as plain data (see :mod:`disentangle.record`)."""
@@ -49,7 +58,9 @@ def plan_new(settings: RunConfig, overrides: dict[str, str], registry: Registry)
     values.update(cfg.parse_assignments(model_cls.Config, overrides, settings.model))
     model_config = cfg.instantiate(model_cls.Config, values, settings.model)
     settings = replace(settings, steps=settings.steps or model_cls.default_steps_for(dataset))
-    return Plan(settings, model_config, model_cls, dataset)
+    plan = Plan(settings, model_config, model_cls, dataset)
+    plan.training  # noqa: B018 (data options are checked before the run exists)
+    return plan
 
 
 def plan_stored(stored: dict[str, Any], registry: Registry, **changes: Any) -> Plan:

@@ -29,6 +29,7 @@ from disentangle.plan import Plan, plan_stored
 from disentangle.precision import check_precision
 from disentangle.provenance import run_tags
 from disentangle.registry import Registry
+from disentangle.sampling import CorrelatedSampler
 from disentangle.tracking import Tracker, run_cache
 
 #: the checkpoint's path among a run's artifacts
@@ -145,6 +146,9 @@ def new_run(plan: Plan, registry: Registry, tracker: Tracker,
                                {**run_tags(plan, registry, device), **(tags or {}),
                                 CONFIG_TAG: record.to_json(s, plan.model_config)})
     tracker.log_params(run_id, record.to_params(s, plan.model_config))
+    if isinstance(plan.training, CorrelatedSampler):  # the correlation it trains with
+        tracker.log_metrics(run_id, {f"data/{k}": v for k, v in
+                                     plan.training.measured(s.seed).items()}, 0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(record.to_yaml(s, plan.model_config))

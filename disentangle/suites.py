@@ -45,7 +45,7 @@ from disentangle.registry import Registry
 SUITE_FOLDER = Path("benchmarks") / "suites"
 #: run settings a suite may give (for all runs or per model entry)
 RUN_KEYS = ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "metrics",
-            "device", "data_dir")
+            "device", "data_dir", "data_options")
 SUITE_TAG, KEY_TAG, PARENT_TAG = "disentangle.suite", "disentangle.suite.key", "mlflow.parentRunId"
 
 
@@ -61,6 +61,8 @@ class RunSpec:
         """A short stable digest of everything that defines the run."""
         record = {**cfg.to_dict(self.config), "overrides": list(map(list, self.overrides))}
         record.pop("device", None)  # the same run, wherever it trains
+        if not record.get("data_options"):  # keys from before the option existed stay
+            record.pop("data_options", None)
         text = json.dumps(record, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
