@@ -36,6 +36,7 @@ import torch
 
 import disentangle
 from disentangle.artifacts import log_evaluation
+from disentangle.commands import die_with_parent
 from disentangle.config import RunConfig
 from disentangle.loop import train
 from disentangle.plan import plan_new
@@ -250,7 +251,8 @@ def main() -> None:
           flush=True)
     tasks = [(m, args.steps, args.eval_every, str(root), args.threads) for m in models]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(args.jobs, maxtasksperchild=1) as pool:
+    # a worker stops with this process (a killed benchmark leaves no run training on)
+    with context.Pool(args.jobs, initializer=die_with_parent, maxtasksperchild=1) as pool:
         for line in pool.imap_unordered(train_model, tasks):
             print(line, flush=True)
     report(root)

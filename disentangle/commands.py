@@ -381,7 +381,7 @@ def _print_selection(chosen: Selection, metrics: list[str], suite: str) -> None:
         print(f"  {m:32s} {best[m]:.4f}  (median run {table[m].median():.4f})")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In a child process: ask Linux to send it SIGTERM when its parent dies."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -417,7 +417,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     # the server runs in its own process group, which this command stops when it is stopped
     # (Ctrl-C, SIGTERM, SIGHUP); on Linux the kernel also stops it if this process is killed
-    server = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+    server = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return server.wait()
