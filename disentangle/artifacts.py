@@ -17,13 +17,16 @@ from disentangle.errors import NotApplicable
 from disentangle.evaluation import Evaluation, Observer, evaluate
 from disentangle.models import CodeKL, Reconstructs, eval_mode
 from disentangle.run import Run
+from disentangle.sampling import HeldOutView
 
 
 def log_evaluation(run: Run, echo: Callable[[str], None],
                    params: dict[str, dict[str, Any]] | None = None,
                    progress: bool = False, logged: dict[str, int] | None = None) -> Evaluation:
     """Score the run's model with its metrics, log ``eval/<score>`` at its step, print the
-    scores, and tell the plugins (``disentangle_after_eval``).
+    scores, and tell the plugins (``disentangle_after_eval``). A run that holds a region of
+    combinations out of training also gets its metrics on that region alone
+    (``eval/heldout/<score>``, see :mod:`disentangle.sampling`).
 
     ``params`` overrides metric sampler parameters (metric name -> name -> value). Scores
     the store already holds at this step (``logged``: key -> last logged step; a resumed
@@ -34,6 +37,11 @@ def log_evaluation(run: Run, echo: Callable[[str], None],
     observer = Observer(run.model, run.plan.dataset, progress=progress, seed=s.seed)
     result = evaluate(run.model, run.plan.dataset, metrics, s.seed, params,
                       progress=progress, observer=observer)
+    held_out = getattr(run.plan.training, "held_out", None)
+    if metrics and held_out is not None:  # the same metrics on the combinations not trained
+        unseen = evaluate(run.model, HeldOutView(run.plan.dataset, held_out), metrics,
+                          s.seed, params, progress=progress)
+        result.scores.update({f"heldout/{k}": v for k, v in unseen.scores.items()})
     if metrics:
         result.code_factor = log_code_factor(run, observer)
     logged = logged or {}

@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE",
                      help="how training batches are drawn (repeatable): correlate=A:B:SIGMA "
                           "draws factors A and B correlated, the smaller SIGMA the stronger "
-                          "(Roth et al. 2023); evaluation still samples the uniform grid")
+                          "(Roth et al. 2023); holdout=A:B:FRACTION never trains on A and B "
+                          "both in their top FRACTION, and scores that region too "
+                          "(eval/heldout/...); evaluation still samples the uniform grid")
     run.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI "
                                             "or sqlite:///mlflow.db)")

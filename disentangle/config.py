@@ -48,8 +48,9 @@ class RunConfig:
     compile: bool = option(False, "compile each network's forward pass with torch.compile")
     data_dir: str = option("", "folder with the dataset's files, when it uses any")
     data_options: tuple[str, ...] = option(
-        (), "how training batches are drawn, KEY=VALUE (correlate=A:B:SIGMA: factors A and B "
-            "correlated; see disentangle.sampling); evaluation always samples the uniform grid")
+        (), "how training batches are drawn, KEY=VALUE (correlate=A:B:SIGMA, "
+            "holdout=A:B:FRACTION; see disentangle.sampling); evaluation samples the uniform "
+            "grid")
     experiment: str = option("", "MLflow experiment; empty means the dataset name")
 
     def __post_init__(self) -> None:

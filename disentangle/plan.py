@@ -19,7 +19,7 @@ from disentangle.datasets import FactorDataset
 from disentangle.errors import UsageError
 from disentangle.models import Model
 from disentangle.registry import Registry
-from disentangle.sampling import CorrelatedSampler, parse_options
+from disentangle.sampling import TrainingSampler, parse_options
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,13 @@ class Plan:
     dataset: FactorDataset
 
     @cached_property
-    def training(self) -> FactorDataset | CorrelatedSampler:
+    def training(self) -> FactorDataset | TrainingSampler:
         """Where training batches come from (its ``sample``): the dataset, or a sampler
-        that correlates factors of it when the run's ``data_options`` ask for that."""
-        correlations = parse_options(self.settings.data_options, self.dataset)
-        return CorrelatedSampler(self.dataset, correlations) if correlations else self.dataset
+        over it when the run's ``data_options`` correlate factors or hold some out."""
+        correlations, held_out = parse_options(self.settings.data_options, self.dataset)
+        if not correlations and held_out is None:
+            return self.dataset
+        return TrainingSampler(self.dataset, correlations, held_out)
 
     def record(self) -> dict[str, Any]:
         """The configuration as plain data (see :mod:`disentangle.record`)."""

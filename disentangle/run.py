@@ -29,7 +29,7 @@ from disentangle.plan import Plan, plan_stored
 from disentangle.precision import check_precision
 from disentangle.provenance import run_tags
 from disentangle.registry import Registry
-from disentangle.sampling import CorrelatedSampler
+from disentangle.sampling import TrainingSampler
 from disentangle.tracking import Tracker, run_cache
 
 #: the checkpoint's path among a run's artifacts
@@ -146,7 +146,7 @@ def new_run(plan: Plan, registry: Registry, tracker: Tracker,
                                {**run_tags(plan, registry, device), **(tags or {}),
                                 CONFIG_TAG: record.to_json(s, plan.model_config)})
     tracker.log_params(run_id, record.to_params(s, plan.model_config))
-    if isinstance(plan.training, CorrelatedSampler):  # the correlation it trains with
+    if isinstance(plan.training, TrainingSampler):  # what the data it trains on is
         tracker.log_metrics(run_id, {f"data/{k}": v for k, v in
                                      plan.training.measured(s.seed).items()}, 0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,12 @@ from disentangle.cli import main
 from disentangle.datasets import FactorDataset
 from disentangle.errors import UsageError
 from disentangle.registry import get_registry
-from disentangle.sampling import CorrelatedSampler, pair_distribution, parse_options
+from disentangle.sampling import (
+    HeldOutView,
+    TrainingSampler,
+    pair_distribution,
+    parse_options,
+)
 
 
 def exact_correlation(table: np.ndarray) -> float:
@@ -29,8 +34,8 @@ def dsprites() -> FactorDataset:
 
 @pytest.mark.parametrize("sigma", [0.1, 0.2, 0.4])
 def test_the_sampled_pair_has_the_correlation_asked_for(dsprites, sigma):
-    sampler = CorrelatedSampler(dsprites, parse_options([f"correlate=posX:posY:{sigma}"],
-                                                        dsprites))
+    sampler = TrainingSampler(dsprites, *parse_options([f"correlate=posX:posY:{sigma}"],
+                                                       dsprites))
     asked = exact_correlation(pair_distribution(32, 32, sigma))
     factors = sampler.sample_factors(200_000, np.random.default_rng(1))
     measured = np.corrcoef(factors[:, 3], factors[:, 4])[0, 1]
@@ -55,11 +60,15 @@ def test_smaller_sigma_correlates_more_and_the_diagonal_is_most_likely():
 @pytest.mark.parametrize("option, message", [
     ("anticorrelate=posX:posY:0.2", "unknown --data-option 'anticorrelate'"),
     ("correlate=posX:posY", "expected correlate=A:B:SIGMA"),
+    ("holdout=posX:posY", "expected holdout=A:B:FRACTION"),
+    ("holdout=posX:posY:1", "the fraction must be a number in (0, 1), not '1'"),
+    ("holdout=shape:scale:0.1", "0.1 of the values must leave at least one value out and "
+                                "one in for each factor"),
     ("correlate=posX:size:0.2", "dsprites has no factor 'size' (factors: shape, scale, "
                                 "orientation, posX, posY)"),
-    ("correlate=posX:posY:-1", "the strength must be a positive number, not '-1'"),
-    ("correlate=posX:posY:strong", "the strength must be a positive number, not 'strong'"),
-    ("correlate=posX:posX:0.2", "each factor may be in one correlated pair only"),
+    ("correlate=posX:posY:-1", "the strength must be a number in (0, inf), not '-1'"),
+    ("correlate=posX:posY:strong", "the strength must be a number in (0, inf), not 'strong'"),
+    ("correlate=posX:posX:0.2", "each factor may be in one option only"),
 ])
 def test_bad_data_options_are_named(dsprites, option, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -67,8 +76,28 @@ def test_bad_data_options_are_named(dsprites, option, message):
 
 
 def test_a_second_pair_may_not_reuse_a_factor(dsprites):
-    with pytest.raises(UsageError, match="one correlated pair only"):
-        parse_options(["correlate=posX:posY:0.2", "correlate=scale:posY:0.2"], dsprites)
+    with pytest.raises(UsageError, match="one option only"):
+        parse_options(["correlate=posX:posY:0.2", "holdout=scale:posY:0.2"], dsprites)
+    with pytest.raises(UsageError, match="one held-out region per run"):
+        parse_options(["holdout=posX:posY:0.2", "holdout=scale:orientation:0.2"], dsprites)
+
+
+def test_held_out_combinations_are_never_trained_on_and_are_what_heldout_scores_see(
+        dsprites):
+    correlations, held = parse_options(["holdout=posX:posY:0.25"], dsprites)
+    assert not correlations and (held.first_values, held.second_values) == (8, 8)
+    sampler = TrainingSampler(dsprites, correlations, held)
+    factors = sampler.sample_factors(50_000, np.random.default_rng(2))
+    in_corner = (factors[:, 3] >= 24) & (factors[:, 4] >= 24)
+    assert not in_corner.any()
+    # each value is still seen, only the combination is not
+    assert set(factors[:, 3]) == set(range(32)) and set(factors[:, 4]) == set(range(32))
+    assert sampler.measured(0)["held_out_share"] == pytest.approx(1 / 16)
+    view = HeldOutView(dsprites, held)
+    unseen = view.sample_factors(5_000, np.random.default_rng(3))
+    assert ((unseen[:, 3] >= 24) & (unseen[:, 4] >= 24)).all()
+    assert set(unseen[:, 2]) == set(range(40))  # the other factors stay uniform
+    assert view.factor_sizes == dsprites.factor_sizes and view.index(unseen[:2]).shape == (2,)
 
 
 def test_a_run_records_the_correlation_it_trained_with(workdir, capsys):
@@ -81,5 +110,12 @@ def test_a_run_records_the_correlation_it_trained_with(workdir, capsys):
     assert measured == pytest.approx(exact_correlation(pair_distribution(32, 32, 0.2)),
                                      abs=0.01)
     capsys.readouterr()
+    assert main(["run", "vae", "--dataset", "dsprites", "--steps", "2", "--metrics", "mig",
+                 "--no-progress", "--data-option", "holdout=posX:posY:0.25",
+                 "--experiment", "held"]) == 0
+    assert "heldout/mig" in capsys.readouterr().out
+    run = client.search_runs([client.get_experiment_by_name("held").experiment_id])[0]
+    assert run.data.metrics["data/held_out_share"] == pytest.approx(1 / 16)
+    assert {"eval/mig", "eval/heldout/mig", "eval/heldout/mig.posX"} <= set(run.data.metrics)
     assert main(["run", "vae", "--steps", "2", "--data-option", "correlate=a:b:1"]) == 2
     assert capsys.readouterr().err.startswith("error: --data-option 'correlate=a:b:1': ")
