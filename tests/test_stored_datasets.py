@@ -74,6 +74,27 @@ def test_shapes3d_reads_the_official_file_row_by_row(shapes_file: Path):
     assert batch.shape == (8, 3, 64, 64) and drawn.shape == (8, 6)
 
 
+class TinyShapes(Shapes3D):
+    """Shapes3D's layout on a grid of 2 x 2 x 2 x 2 x 2 x 3 = 96 rows."""
+
+    factor_sizes = (2, 2, 2, 2, 2, 3)
+
+
+def test_shapes3d_compressed_in_chunks_of_many_images_is_unpacked_once(tmp_path: Path):
+    images = np.random.default_rng(5).integers(0, 256, (96, 64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "3dshapes.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=images, chunks=(32, 64, 64, 3), compression="gzip")
+        file.create_dataset("labels", data=shapes3d.grid_values(TinyShapes.factor_sizes))
+    ds = TinyShapes(path)
+    assert isinstance(ds.array, stored.RowFile)
+    assert (tmp_path / "3dshapes.h5.images.npy").is_file()
+    factors = ds.factors_of(np.array([95, 3, 40]))
+    expected = torch.from_numpy(images[[95, 3, 40]]).permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(ds.images(factors), expected)
+    assert torch.equal(TinyShapes(path).images(factors), expected)  # the cache is reused
+
+
 def test_shapes3d_found_in_its_folder_of_the_data_folder(shapes_file: Path, tmp_path: Path):
     (tmp_path / "shapes3d").mkdir()
     (tmp_path / "shapes3d" / "3dshapes.h5").symlink_to(shapes_file)

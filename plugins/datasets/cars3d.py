@@ -27,7 +27,8 @@ from disentangle.errors import UsageError
 from disentangle_plugins.datasets import stored
 
 ARCHIVE_URLS = ("http://www.scottreed.info/files/nips2015-analogy-data.tar.gz",)
-ARCHIVE_MD5: str | None = None
+#: the archive's MD5 (as disent lists it)
+ARCHIVE_MD5 = "4e866a7919c1beedf53964e6f7a23686"
 CARS = 183
 
 

@@ -30,8 +30,12 @@ from disentangle.datasets import FactorDataset
 from disentangle.download import fetch_file
 from disentangle_plugins.datasets.stored import StoredGrid, npz_member
 
-#: the official archive's address, then where it is also published
-ADDRESSES = ("https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/{file}",)
+#: the official archive's address (the dataset's README), then the mirrors other projects
+#: moved to when it was unreachable: the authors' Hugging Face copy and a second bucket
+#: (which names the files ``toy.npz``, ``realistic.npz``, ``real.npz``); the MD5 decides
+ADDRESSES = ("https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/{file}",
+             "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/{file}",
+             "https://storage.googleapis.com/mpi3d_disentanglement_dataset/data/{short}")
 
 
 class MPI3D(StoredGrid):
@@ -43,8 +47,8 @@ class MPI3D(StoredGrid):
     image_shape = (3, 64, 64)
     categorical_factors = ("object_color", "object_shape", "background_color")
     folder = "mpi3d"
-    #: published MD5 of the file, where known
-    md5: ClassVar[str | None] = None
+    #: the file's MD5 (as disent lists it)
+    md5: ClassVar[str]
 
     def open(self, path: Path) -> Any:
         return npz_member(path, "images", (self.num_combinations, 64, 64, 3), "uint8")
@@ -52,7 +56,8 @@ class MPI3D(StoredGrid):
     @classmethod
     def fetch(cls, data_dir: Path) -> Path:
         name = cls.file_names[0]
-        return fetch_file(cls.name, [a.format(file=name) for a in ADDRESSES],
+        short = name.removeprefix("mpi3d_")
+        return fetch_file(cls.name, [a.format(file=name, short=short) for a in ADDRESSES],
                           Path(data_dir) / cls.folder / name, cls.md5, "md5")
 
 
@@ -61,6 +66,7 @@ class MPI3DToy(MPI3D):
 
     name = "mpi3d_toy"
     file_names = ("mpi3d_toy.npz",)
+    md5 = "55889cb7c7dfc655d6e0277beee88868"
 
 
 class MPI3DRealistic(MPI3D):
@@ -68,6 +74,7 @@ class MPI3DRealistic(MPI3D):
 
     name = "mpi3d_realistic"
     file_names = ("mpi3d_realistic.npz",)
+    md5 = "59a6225b88b635365f70c91b3e52f70f"
 
 
 class MPI3DReal(MPI3D):
@@ -75,6 +82,7 @@ class MPI3DReal(MPI3D):
 
     name = "mpi3d_real"
     file_names = ("mpi3d_real.npz",)
+    md5 = "0f33f609918fb5c97996692f91129802"
 
 
 @hookimpl

@@ -40,8 +40,13 @@ from disentangle_plugins.datasets import stored
 BASE = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 PREFIXES = ("smallnorb-5x46789x9x18x6x2x96x96-training",
             "smallnorb-5x01235x9x18x6x2x96x96-testing")
-#: published MD5 of each gzipped file, where known
-MD5: dict[str, str | None] = {}
+#: the MD5 of each gzipped file (as disent lists them)
+MD5 = {f"{PREFIXES[0]}-dat.mat.gz": "66054832f9accfe74a0f4c36a75bc0a2",
+       f"{PREFIXES[0]}-cat.mat.gz": "23c8b86101fbf0904a000b43d3ed2fd9",
+       f"{PREFIXES[0]}-info.mat.gz": "51dee1210a742582ff607dfd94e332e3",
+       f"{PREFIXES[1]}-dat.mat.gz": "e4ad715691ed5a3a5f138751a4ceb071",
+       f"{PREFIXES[1]}-cat.mat.gz": "5aa791cd7e6016cf957ce9bdb93b8603",
+       f"{PREFIXES[1]}-info.mat.gz": "a9454f3864d7fd4bb3ea7fc3eb84924e"}
 MAGIC = {0x1E3D4C55: np.dtype("<u1"), 0x1E3D4C54: np.dtype("<i4")}
 PAIRS = 24_300
 INSTANCES = 10
@@ -172,7 +177,7 @@ class SmallNORB(FactorDataset):
     def fetch(cls, data_dir: Path) -> Path:
         for name in cls.file_names:
             fetch_file(cls.name, [BASE + name], Path(data_dir) / cls.folder / name,
-                       MD5.get(name), "md5")
+                       MD5[name], "md5")
         return Path(data_dir) / cls.folder
 
 
