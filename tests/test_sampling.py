@@ -103,7 +103,7 @@ def test_held_out_combinations_are_never_trained_on_and_are_what_heldout_scores_
 def test_a_run_records_the_correlation_it_trained_with(workdir, capsys):
     assert main(["run", "vae", "--dataset", "dsprites", "--steps", "2", "--metrics", "mig",
                  "--no-progress", "--data-option", "correlate=posX:posY:0.2"]) == 0
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     run = client.search_runs([client.get_experiment_by_name("dsprites").experiment_id])[0]
     assert run.data.params["data_options"] == "correlate=posX:posY:0.2"
     measured = run.data.metrics["data/correlation.posX.posY"]

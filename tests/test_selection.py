@@ -181,7 +181,7 @@ def test_select_ranks_a_suite_and_logs_the_ranking_to_its_parent(workdir, capsys
     ranking = (workdir / "selection-three" / "ranking.csv").read_text().splitlines()
     assert ranking[0].startswith("rank,") and len(ranking) == 4
     assert (workdir / "selection-three" / "selection.png").stat().st_size > 0
-    client = MlflowClient("sqlite:///mlflow.db")
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     parent = client.search_runs([client.get_experiment_by_name("suite-three").experiment_id],
                                 "tags.`disentangle.suite.key` = 'parent'")[0].info.run_id
     logged = {a.path for a in client.list_artifacts(parent, "selection/centrality")}
