@@ -496,7 +496,8 @@ def _show_dataset(registry: Registry, name: str) -> None:
         print(f"  {factor:{width}s}  {size:5d} values  {kind}")
     names = getattr(cls, "file_names", None)
     if names:
-        print(f"file: {names[0]} in DATA_DIR/{cls.folder}/ (DATA_DIR: --data-dir, "
+        what = names[0] if len(names) == 1 else f"{len(names)} files ({', '.join(names)})"
+        print(f"file: {what} in DATA_DIR/{cls.folder}/ (DATA_DIR: --data-dir, "
               f"$DISENTANGLE_DATA or ~/.cache/disentangle/data); get it with "
               f"`disentangle data fetch {entry.name}`")
 

@@ -412,3 +412,20 @@ def test_broken_cars3d_files_are_refused_with_one_line(tmp_path: Path):
     (folder / "car_105_mesh.mat").unlink()
     with pytest.raises(UsageError, match="expected 3 car_\\*_mesh.mat files, found 2"):
         TinyCars(tmp_path)
+
+
+def test_list_and_show_give_each_dataset_its_factors(capsys):
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("shapes3d", "mpi3d_toy", "mpi3d_realistic", "mpi3d_real", "smallnorb",
+                 "cars3d"):
+        assert f"  {name} " in listed
+    assert ("factors: floor_hue 10, wall_hue 10, object_hue 10, scale 8, shape 4 "
+            "(categorical), orientation 15") in listed
+    assert main(["show", "smallnorb"]) == 0
+    shown = capsys.readouterr().out
+    assert "48,600" not in shown and "4,860 factor combinations, several images each" in shown
+    assert "  azimuth       18 values  ordered" in shown
+    assert "  category       5 values  categorical" in shown
+    assert "file: 6 files (smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat.gz, " in shown
+    assert "get it with `disentangle data fetch smallnorb`" in shown
