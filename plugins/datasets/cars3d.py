@@ -57,7 +57,7 @@ class Cars3D(stored.StoredGrid):
     image_shape = (3, 64, 64)
     categorical_factors = ("object",)
     folder = "cars3d"
-    file_names = ("car_001_mesh.mat",)
+    file_names = ("car_*_mesh.mat",)  # 183 files, one per car
 
     def locate(self) -> Path:
         """The folder of the car files: ``DATA_DIR/cars3d``, the data folder itself, or the
