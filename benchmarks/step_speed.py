@@ -24,10 +24,13 @@ thread count):
 2. **options.** Milliseconds per step of the bare loop, alternated in rounds, for the
    shipped model and with one thing changed: the other memory format (channels-last or
    not), bf16 autocast, one thread instead of all, and with ``--compile`` also
-   ``torch.compile``. Beside each, the largest difference of its losses from the shipped
-   model's over the same seeded steps, relative to each loss's magnitude: the equality a
-   kept option must show (bf16 is an opt-in precision, so its losses differ by its
-   rounding).
+   ``torch.compile``. The host allocator's setting
+   (:func:`disentangle.device.keep_freed_host_memory`, which the runner applies and which
+   this benchmark applies for both of its loops) is process-wide and cannot be undone, so
+   glibc's malloc as it comes is timed in a fresh process of its own, after the rounds.
+   Beside each, the largest difference of its losses from the shipped model's over the
+   same seeded steps, relative to each loss's magnitude: the equality a kept option must
+   show (bf16 is an opt-in precision, so its losses differ by its rounding).
 
 Run on a quiet machine (or read only the ratios, which are measured interleaved):
 ``python benchmarks/step_speed.py --out benchmarks/results/step_speed.txt`` (about 40
@@ -38,9 +41,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +57,7 @@ import torch
 
 import disentangle
 from disentangle.config import RunConfig
+from disentangle.device import keep_freed_host_memory
 from disentangle.loop import read_losses, seed_step, train
 from disentangle.models import Model
 from disentangle.plan import Plan, plan_new
@@ -253,6 +259,25 @@ def largest_difference(losses: list[dict[str, float]], reference: list[dict[str,
                / max(max(abs(b[k]) for b in reference), 1e-12) for k in reference[0])
 
 
+def allocator_as_it_comes(model: str, steps: int, rounds: int
+                          ) -> tuple[float, list[dict[str, float]]]:
+    """Seconds per step (best of ``rounds``) and the losses of the shipped model's bare
+    loop in a fresh process whose allocator is left as it comes (``--allocator-child``)."""
+    done = subprocess.run([sys.executable, __file__, "--allocator-child", model,
+                           "--option-steps", str(steps), "--rounds", str(rounds)],
+                          capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout.splitlines()[-1])
+    return found["seconds"], found["losses"]
+
+
+def allocator_child(model: str, steps: int, rounds: int) -> None:
+    """The child of :func:`allocator_as_it_comes`: print its answer as one JSON line."""
+    plan, built = variants(model, with_compile=False)["shipped"]()
+    losses = bare_steps(plan, built, steps)  # also the warm-up
+    seconds = min(bare_seconds(plan, built, steps) / steps for _ in range(rounds))
+    print(json.dumps({"seconds": seconds, "losses": losses}))
+
+
 def options(model: str, steps: int, rounds: int, with_compile: bool,
             device: str = "cpu") -> list[str]:
     """Rows ``name  ms/step  speed-up  largest relative loss difference`` of the options
@@ -272,6 +297,9 @@ def options(model: str, steps: int, rounds: int, with_compile: bool,
             torch.set_num_threads(1)
             times[one_thread].append(bare_seconds(plan, m, steps) / steps)
             torch.set_num_threads(threads)
+    if on_cpu:
+        seconds, losses = allocator_as_it_comes(model, steps, rounds)
+        times["malloc as it comes"], first["malloc as it comes"] = [seconds], losses
     base = min(times["shipped"])
     rows = []
     for name, values in times.items():
@@ -298,14 +326,20 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile (compiling takes minutes per model)")
     parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--allocator-child", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.allocator_child:
+        allocator_child(args.allocator_child, args.option_steps, args.rounds)
+        return
+    kept = keep_freed_host_memory()
     chosen = [m for m in args.models.split(",") if m]
     unknown = sorted(set(chosen) - set(models))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
     lines = [f"disentangle {disentangle.__version__}, torch {torch.__version__}, Python "
              f"{platform.python_version()}, {os.cpu_count()} CPUs, "
-             f"{torch.get_num_threads()} torch threads; load average "
+             f"{torch.get_num_threads()} torch threads, host allocator "
+             f"{'keeping freed memory' if kept else 'as it comes'}; load average "
              f"{os.getloadavg()[0]:.2f} at the start",
              f"runner: {args.steps} steps, checkpoint every "
              f"{args.checkpoint_every}, {args.repeats} alternations with the bare loop; "

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from disentangle import artifacts
+from disentangle.device import keep_freed_host_memory
 from disentangle.errors import DivergenceError, PluginError, UsageError
 from disentangle.evaluation import Evaluation
 from disentangle.precision import autocast
@@ -95,9 +96,11 @@ class _StopRequest:
 def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) -> RunResult:
     """Train ``run`` to its last step, evaluate it and close it (also on Ctrl-C or NaN).
 
-    The run's lock is held throughout. A reopened run is marked running again and logs no
-    metric at a step where the store already has it (the steps between its checkpoint and
-    where it stopped are trained again, to the same values). A reopened run that stopped at
+    The host's allocator is first set to keep freed memory for the next step
+    (:func:`~disentangle.device.keep_freed_host_memory`). The run's lock is held
+    throughout. A reopened run is marked running again and logs no metric at a step where
+    the store already has it (the steps between its checkpoint and where it stopped are
+    trained again, to the same values). A reopened run that stopped at
     its last step, before or during its final evaluation, is finished: evaluated, its
     pictures and scores written. A finished run is refused (pass larger ``steps`` to
     extend it).
@@ -110,6 +113,7 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
             raise UsageError(f"run {run.run_id} already completed {run.step} of {s.steps} "
                              f"steps; pass a larger --steps to extend it")
         logged = run.tracker.logged_steps(run.run_id)
+    keep_freed_host_memory()
     stop, started = _StopRequest(), time.perf_counter()
     status, result = "FAILED", Evaluation()
     with stop.installed():
