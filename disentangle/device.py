@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import platform
@@ -86,6 +87,7 @@ def check_batch_fits(batch_size: int, image_shape: tuple[int, ...], device: torc
                          f"{device}; lower --batch-size")
 
 
+@functools.cache
 def keep_freed_host_memory() -> bool:
     """Make glibc's malloc keep the memory a training step frees for the next step.
 
@@ -93,12 +95,13 @@ def keep_freed_host_memory() -> bool:
     optimisers' temporaries, activations. By default glibc serves blocks above an adaptive
     threshold with fresh memory maps and hands the top of its heap back to the kernel once
     enough of it is free, so whether a step faults its blocks in anew depends on what came
-    before it (a checkpoint's host copy is enough to change it), and a step that does can
-    spend a fifth of its time in page faults (``benchmarks/results/step_speed.txt``).
+    before it (a checkpoint's host copy is enough to change it), and a step that does
+    spends a good part of its time in page faults (``benchmarks/results/step_speed.txt``).
     Fixing the map threshold at that adaptive threshold's ceiling and the trim threshold
     well above a step's allocations keeps such blocks in the heap; memory the process no
-    longer needs is then returned later, not sooner. A process-wide setting, and only
-    under glibc (elsewhere nothing is changed); returns whether it was applied.
+    longer needs is then returned later, not sooner. A process-wide setting, made once per
+    process and only under glibc (elsewhere nothing is changed); returns whether it was
+    applied.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

@@ -100,10 +100,9 @@ def train(run: Run, echo: Callable[[str], None] = print, progress: bool = True) 
     (:func:`~disentangle.device.keep_freed_host_memory`). The run's lock is held
     throughout. A reopened run is marked running again and logs no metric at a step where
     the store already has it (the steps between its checkpoint and where it stopped are
-    trained again, to the same values). A reopened run that stopped at
-    its last step, before or during its final evaluation, is finished: evaluated, its
-    pictures and scores written. A finished run is refused (pass larger ``steps`` to
-    extend it).
+    trained again, to the same values). A reopened run that stopped at its last step,
+    before or during its final evaluation, is finished: evaluated, its pictures and scores
+    written. A finished run is refused (pass larger ``steps`` to extend it).
     """
     s = run.plan.settings
     logged: dict[str, int] = {}

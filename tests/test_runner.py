@@ -264,6 +264,9 @@ fields = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in fields]
 libc = ctypes.CDLL("libc.so.6")
+if not hasattr(libc, "mallinfo2"):  # glibc before 2.33
+    print("unreadable 0")
+    sys.exit()
 libc.mallinfo2.restype = Info
 blocks = [torch.ones(2 << 20) for _ in range(10)]  # a step's 10 x 8 MiB of temporaries
 del blocks
@@ -281,6 +284,8 @@ def test_the_runner_keeps_freed_host_memory_for_the_next_step():
         return out[0], int(out[1])
 
     applied, kept = free_in_heap("keep")
+    if applied == "unreadable":
+        pytest.skip("this glibc has no mallinfo2 to read the heap with")
     if applied != "True":
         pytest.skip("not glibc: the setting does not apply")
     _, as_it_comes = free_in_heap("default")
