@@ -159,18 +159,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(handler=cmd_report)
 
     sel = sub.add_parser("select", help="rank a suite's runs without factor labels "
-                                        "(ModelCentrality or UDR)",
+                                        "(ModelCentrality, UDR or information)",
                          description="Rank the finished runs of a suite by how much the other "
-                                     "runs agree with each one (no factor labels used); print "
+                                     "runs agree with each one, or by what each one's "
+                                     "categorical code tells about the data (no factor labels "
+                                     "used); print "
                                      "the ranking, its rank correlation with every supervised "
                                      "score the runs logged, and the selected run against the "
                                      "median run; log them to the suite's parent run.")
     sel.add_argument("--suite", required=True, help="the suite (as run by `disentangle bench`)")
-    sel.add_argument("--method", choices=("centrality", "udr"),
+    sel.add_argument("--method", choices=("centrality", "udr", "information"),
                      help="centrality: ModelCentrality (InfoGAN-CR), for models that generate "
                           "from their codes; udr: Unsupervised Disentanglement Ranking (Duan "
-                          "et al.), for any model (default: centrality where every run's "
-                          "model can, else udr)")
+                          "et al.), for any model; information: the information between a "
+                          "real image and the class its categorical code reads off it, for "
+                          "models like InfoGAN (default: centrality where every run's model "
+                          "can, else udr)")
     sel.add_argument("--dataset", help="only the suite's runs on this dataset")
     sel.add_argument("--metrics", help="supervised scores to compare with (default: every "
                                        "eval score)")
@@ -179,14 +183,16 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: 500)")
     sel.add_argument("--group-size", type=int, default=100,
                      help="centrality: images per group (default: 100)")
-    sel.add_argument("--points", type=int, default=1000,
-                     help="udr: real images every run encodes (default: 1000)")
+    sel.add_argument("--points", type=int,
+                     help="udr, information: real images every run encodes (default: 1000 "
+                          "for udr, 10000 for information)")
     sel.add_argument("--similarity", choices=("lasso", "spearman"), default="lasso",
                      help="udr: how two runs' codes are matched (default: lasso)")
     sel.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
     sel.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    sel.add_argument("--out", metavar="DIR", help="folder of ranking.csv, pairwise.csv and "
-                                                  "selection.png (default: selection-SUITE)")
+    sel.add_argument("--out", metavar="DIR", help="folder of ranking.csv, pairwise.csv "
+                                                  "(centrality, udr) and selection.png "
+                                                  "(default: selection-SUITE)")
     sel.add_argument("--no-progress", action="store_true", help="no progress bar")
     sel.add_argument("--tracking-uri", help="MLflow tracking URI (as for run)")
     sel.set_defaults(handler=cmd_select)

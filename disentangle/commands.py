@@ -299,7 +299,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     for name, value, least in (("--votes", args.votes, 1), ("--group-size", args.group_size, 2),
                                ("--points", args.points, 10)):
-        if value < least:
+        if value is not None and value < least:
             raise UsageError(f"{name} must be at least {least}, not {value}")
     registry = _registry()
     tracker = Tracker(args.tracking_uri)
@@ -326,18 +326,27 @@ def cmd_select(args: argparse.Namespace) -> int:
     refused = selection.unable(models, method)
     if refused:
         names = sorted({table["model"][k] for k in refused})
-        raise UsageError(f"--method {method} needs models that generate from codes they can "
-                         f"hold; {', '.join(names)} cannot: use --method udr")
+        needs = {"centrality": "models that generate from codes they can hold",
+                 "information": "models that read class probabilities of a categorical code "
+                                "off an image"}[method]
+        raise UsageError(f"--method {method} needs {needs}; {', '.join(names)} cannot: use "
+                         f"--method udr")
+    dataset = handles[0].plan.dataset
     if method == "centrality":
         detail = f"{args.votes} groups of {args.group_size} generated images per pair"
         pairwise = selection.centrality_similarity(models, args.votes, args.group_size,
                                                    args.seed, progress=not args.no_progress)
         scores = selection.centrality(pairwise)
-    else:
-        detail = f"{args.points:,} real images, {args.similarity} similarity"
-        codes, active = selection.udr_codes(models, handles[0].plan.dataset, args.points,
-                                            args.seed)
+    elif method == "udr":
+        points = args.points or 1000
+        detail = f"{points:,} real images, {args.similarity} similarity"
+        codes, active = selection.udr_codes(models, dataset, points, args.seed)
         scores, pairwise = selection.udr(codes, active, args.similarity)
+    else:
+        points = args.points or 10_000
+        detail = f"{points:,} real images"
+        scores, pairwise = selection.information_scores(models, dataset, points,
+                                                        args.seed), None
     chosen = selection.ranked(table, scores, pairwise, method, detail)
     _print_selection(chosen, metrics, args.suite)
     title = f"suite {args.suite}: {method} ({detail})"
@@ -346,7 +355,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {exc.filename or 'the selection'}: "
                          f"{exc.strerror or exc}") from None
-    print(f"ranking, pairwise matrix and plot written to {out}")
+    print(f"ranking{', pairwise matrix' if chosen.pairwise is not None else ''} and plot "
+          f"written to {out}")
     parent = _suite_parent(runs)
     if parent is not None:
         for path in written:

@@ -238,6 +238,22 @@ class HoldsCodes(Protocol):
         (called in eval mode)."""
 
 
+@runtime_checkable
+class ClassPosterior(Protocol):
+    """A model that reads a distribution over classes off an image for each of its
+    categorical codes (InfoGAN's Q). Model selection by information
+    (:mod:`disentangle.selection`) scores how much those codes say about real images.
+
+    ``cat_sizes`` is the number of classes of each categorical code (empty: none)."""
+
+    cat_sizes: tuple[int, ...]
+
+    def class_probabilities(self, images: torch.Tensor) -> list[np.ndarray]:
+        """Per categorical code, the probability of each class for each image,
+        ``[n, classes]`` (rows sum to 1; an empty list without categorical codes; called in
+        eval mode)."""
+
+
 def sweep(base: torch.Tensor, column: int, values: torch.Tensor) -> torch.Tensor:
     """Each row of ``base`` ``[rows, d]`` once per value, with ``column`` set to that value.
 

@@ -1,9 +1,10 @@
-"""Choosing among runs without factor labels: ModelCentrality and UDR.
+"""Choosing among runs without factor labels: ModelCentrality, UDR and information.
 
-Both rest on one observation: disentangled representations of the same data are alike
-(up to the order and sign of their codes), while each entangled one is entangled its own
-way. So a run that many other runs agree with is likely a disentangled one, and picking it
-needs no ground-truth factors.
+The first two rest on one observation: disentangled representations of the same data are
+alike (up to the order and sign of their codes), while each entangled one is entangled its
+own way. So a run that many other runs agree with is likely a disentangled one, and picking
+it needs no ground-truth factors. The third judges each run on its own, for when the runs
+share one failure and agreement then rewards it.
 
 * **ModelCentrality** (Lin et al., ICML 2020, with InfoGAN-CR). Run ``i``'s similarity to
   run ``j`` is the FactorVAE score of ``i``'s encoder on images made by ``j``'s generator,
@@ -28,10 +29,21 @@ needs no ground-truth factors.
   other runs ``j`` of the pair ``(j, i)``. Identical runs score ``1 - alpha`` with the
   lasso (its shrinkage of every weight: 0.9 at the reference's alpha), unrelated ones
   about 0.
+* **Information**, for models whose encoder gives class probabilities for categorical
+  codes (InfoGAN's Q: :class:`ClassPosterior`). It is the mutual information between a
+  real image ``x`` and the class ``c`` that Q reads off it, ``H(E_x q(c|x)) -
+  E_x H(q(c|x))``, over ``ln k`` for ``k`` classes (averaged over the categorical codes):
+  the criterion of regularised information maximisation (Krause, Perona and Gomes, NIPS
+  2010), and InfoGAN's own objective taken on the data instead of on the generator's
+  images, where every trained run is near its maximum. It is 1 when Q puts the real
+  images into ``k`` equally common classes with certainty, and 0 when it is unsure of
+  every image or puts all of them in one class: a code that has split the data into
+  confident, balanced classes has found structure that is there.
 
 The array-level cores (:func:`relative_strength`, :func:`udr`, :func:`centrality`,
-:func:`held_code_similarity`) are kept apart from the sampling that feeds them
-(:func:`centrality_similarity`, :func:`udr_codes`), as the metrics are.
+:func:`held_code_similarity`, :func:`class_information`) are kept apart from the sampling
+that feeds them (:func:`centrality_similarity`, :func:`udr_codes`,
+:func:`information_scores`), as the metrics are.
 """
 
 from __future__ import annotations
@@ -50,9 +62,16 @@ from tqdm.auto import tqdm
 from disentangle import compare, cores
 from disentangle.datasets import FactorDataset
 from disentangle.evaluation import encoding_batch
-from disentangle.models import CodeKL, HoldsCodes, Model, Representation, eval_mode
+from disentangle.models import (
+    ClassPosterior,
+    CodeKL,
+    HoldsCodes,
+    Model,
+    Representation,
+    eval_mode,
+)
 
-METHODS = ("centrality", "udr")
+METHODS = ("centrality", "udr", "information")
 #: a code is active for UDR when its KL divergence from the prior exceeds this (nats)
 KL_THRESHOLD = 0.01
 
@@ -153,6 +172,20 @@ def centrality(similarity: np.ndarray) -> np.ndarray:
     return (symmetric.sum(axis=1) - np.diag(symmetric)) / (n - 1)
 
 
+def class_information(probabilities: np.ndarray) -> float:
+    """The information between an image and its class, over ``ln k``, from the class
+    probabilities ``[N, k]`` of ``N`` images (rows sum to 1): the entropy of their mean
+    minus their mean entropy. 0 for a single class."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.shape[1] < 2:
+        return 0.0
+
+    def entropy(q: np.ndarray) -> np.ndarray:
+        return -np.sum(q * np.log(np.where(q > 0, q, 1.0)), axis=-1)
+
+    return float((entropy(p.mean(axis=0)) - entropy(p).mean()) / np.log(p.shape[1]))
+
+
 # -- sampling --------------------------------------------------------------------------------
 
 
@@ -196,20 +229,29 @@ def indicator_codes(representation: Representation) -> np.ndarray:
     return np.concatenate(columns, axis=1)
 
 
+def real_images(dataset: FactorDataset, num_points: int, seed: int) -> torch.Tensor:
+    """``num_points`` real images of ``dataset`` (factors drawn uniformly), the same for
+    every model judged with ``seed``."""
+    rng = np.random.default_rng(_seed(seed, 1))
+    return dataset.images(dataset.sample_factors(num_points, rng), rng)
+
+
+def _chunks(model: Model, images: torch.Tensor) -> list[torch.Tensor]:
+    batch = encoding_batch(model.device)
+    return [images[s:s + batch] for s in range(0, len(images), batch)]
+
+
 def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int = 1000,
               seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Every model's codes of the same real images (drawn from ``dataset`` with ``seed``)
-    as :func:`indicator_codes` ``[num_points, d]``, and which columns are active: a
+    """Every model's codes of the same real images (:func:`real_images`) as
+    :func:`indicator_codes` ``[num_points, d]``, and which columns are active: a
     continuous code whose KL from the prior exceeds :data:`KL_THRESHOLD` for a model with a
     posterior (:class:`CodeKL`), every column otherwise (constant ones are left out by
     :func:`udr`)."""
-    rng = np.random.default_rng(_seed(seed, 1))
-    factors = dataset.sample_factors(num_points, rng)
-    images = dataset.images(factors, rng)
+    images = real_images(dataset, num_points, seed)
     codes, active = [], []
     for model in models:
-        batch = encoding_batch(model.device)
-        chunks = [images[s:s + batch] for s in range(0, len(images), batch)]
+        chunks = _chunks(model, images)
         with eval_mode(model):
             codes.append(indicator_codes(Representation.concatenate(
                 [model.encode(c) for c in chunks])))
@@ -221,11 +263,29 @@ def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int =
     return codes, active
 
 
+def information_scores(models: Sequence[Model], dataset: FactorDataset,
+                       num_points: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Each model's :func:`class_information` on the same real images
+    (:func:`real_images`), averaged over its categorical codes (the models must be
+    :class:`ClassPosterior` with at least one)."""
+    images = real_images(dataset, num_points, seed)
+    scores = []
+    for model in models:
+        with eval_mode(model):
+            parts = [model.class_probabilities(c) for c in _chunks(model, images)]
+        per_code = [np.concatenate(code) for code in zip(*parts)]
+        scores.append(np.mean([class_information(p) for p in per_code]))
+    return np.array(scores)
+
+
 def unable(models: Sequence[Model], method: str) -> list[int]:
     """The positions of the models that ``method`` cannot judge."""
     if method == "centrality":
         return [k for k, m in enumerate(models)
                 if not isinstance(m, HoldsCodes) or not m.code_names()]
+    if method == "information":
+        return [k for k, m in enumerate(models)
+                if not isinstance(m, ClassPosterior) or not m.cat_sizes]
     return []
 
 
@@ -235,28 +295,29 @@ def unable(models: Sequence[Model], method: str) -> list[int]:
 @dataclass
 class Selection:
     """The outcome: ``table`` (:func:`compare.tidy`) with ``score`` and ``rank`` columns,
-    best first; the pairwise matrix behind the scores, in the table's order; and what was
-    sampled."""
+    best first; the pairwise matrix behind the scores, in the table's order (None for a
+    method that judges each run alone); and what was sampled."""
 
     method: str
     detail: str
     table: pd.DataFrame
-    pairwise: np.ndarray
+    pairwise: np.ndarray | None
 
     @property
     def selected(self) -> pd.Series:
         return self.table.iloc[0]
 
 
-def ranked(table: pd.DataFrame, scores: np.ndarray, pairwise: np.ndarray, method: str,
-           detail: str) -> Selection:
+def ranked(table: pd.DataFrame, scores: np.ndarray, pairwise: np.ndarray | None,
+           method: str, detail: str) -> Selection:
     """The runs of ``table`` ordered by ``scores`` (highest first; the lower seed first
     among equals)."""
     table = table.assign(score=scores)
     order = np.lexsort((table["seed"].to_numpy(), -table["score"].to_numpy()))
     out = table.iloc[order].reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    return Selection(method, detail, out, pairwise[np.ix_(order, order)])
+    return Selection(method, detail, out,
+                     None if pairwise is None else pairwise[np.ix_(order, order)])
 
 
 def correlations(selection: Selection, metrics: Sequence[str]) -> dict[str, float]:
@@ -274,8 +335,9 @@ def correlations(selection: Selection, metrics: Sequence[str]) -> dict[str, floa
 
 
 def plot(selection: Selection, metrics: Sequence[str], path: Path, title: str) -> Path:
-    """The pairwise matrix as a heat map, then per supervised score a scatter of it against
-    the selection score, the selected run ringed."""
+    """The pairwise matrix as a heat map (for a method that judges each run alone, its
+    scores as bars), then per supervised score a scatter of it against the selection
+    score, the selected run ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,16 +346,27 @@ def plot(selection: Selection, metrics: Sequence[str], path: Path, title: str) -
     table, rho = selection.table, correlations(selection, metrics)
     panels = 1 + len(metrics)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.0), squeeze=False)
-    heat = axes[0, 0]
-    off_diagonal = selection.pairwise.copy()
-    np.fill_diagonal(off_diagonal, np.nan)  # a run against itself is not used
-    shown = heat.imshow(off_diagonal, cmap="viridis")
+    first = axes[0, 0]
     labels = [f"#{r} s{s}" for r, s in zip(table["rank"], table["seed"])]
-    ticks = range(len(labels)) if len(labels) <= 20 else []
-    heat.set_xticks(list(ticks), [labels[t] for t in ticks], rotation=90, fontsize=7)
-    heat.set_yticks(list(ticks), [labels[t] for t in ticks], fontsize=7)
-    heat.set_title(f"pairwise {selection.method} (rank order)", fontsize=9)
-    fig.colorbar(shown, ax=heat, fraction=0.046)
+    ticks = list(range(len(labels)) if len(labels) <= 20 else [])
+    tick_labels = [labels[t] for t in ticks]
+    if selection.pairwise is None:
+        first.bar(range(len(table)), table["score"], color="C0")
+        low, high = float(table["score"].min()), float(table["score"].max())
+        margin = max(high - low, 1e-6) * 0.5
+        first.set_ylim(low - margin, high + margin)
+        first.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
+        first.set_ylabel(f"{selection.method} score", fontsize=8)
+        first.set_title(f"{selection.method} score (rank order)", fontsize=9)
+        first.tick_params(labelsize=7)
+    else:
+        off_diagonal = selection.pairwise.copy()
+        np.fill_diagonal(off_diagonal, np.nan)  # a run against itself is not used
+        shown = first.imshow(off_diagonal, cmap="viridis")
+        first.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
+        first.set_yticks(ticks, tick_labels, fontsize=7)
+        first.set_title(f"pairwise {selection.method} (rank order)", fontsize=9)
+        fig.colorbar(shown, ax=first, fraction=0.046)
     for ax, m in zip(axes[0, 1:], metrics):
         for k, (_, group) in enumerate(table.groupby(compare.GROUP, sort=True)):
             ax.plot(group["score"], group[m], "o", color=f"C{k}", alpha=0.8,
@@ -317,9 +390,13 @@ def plot(selection: Selection, metrics: Sequence[str], path: Path, title: str) -
 
 def write(selection: Selection, metrics: Sequence[str], out: Path, title: str) -> list[Path]:
     """``ranking.csv`` (the table), ``pairwise.csv`` (the matrix, rows and columns named by
-    run id) and ``selection.png`` in ``out``; returns their paths."""
-    ranking, pairwise = out / "ranking.csv", out / "pairwise.csv"
+    run id; not for a method without one) and ``selection.png`` in ``out``; returns their
+    paths."""
+    ranking = out / "ranking.csv"
     selection.table.to_csv(ranking, index=False)
-    ids = list(selection.table["run_id"])
-    pd.DataFrame(selection.pairwise, index=ids, columns=ids).to_csv(pairwise)
-    return [ranking, pairwise, plot(selection, metrics, out / "selection.png", title)]
+    written = [ranking]
+    if selection.pairwise is not None:
+        ids = list(selection.table["run_id"])
+        written.append(out / "pairwise.csv")
+        pd.DataFrame(selection.pairwise, index=ids, columns=ids).to_csv(written[-1])
+    return [*written, plot(selection, metrics, out / "selection.png", title)]

@@ -152,6 +152,18 @@ def test_encode_generate_traverse_shapes():
     assert pictures["continuous_2"].shape == (4, 5, 1, 16, 16)
 
 
+def test_class_probabilities_are_q_softmax_per_categorical_code():
+    model = _model(categorical_sizes=(4, 3))
+    model.eval()
+    images = torch.rand(6, 1, 16, 16)
+    probabilities = model.class_probabilities(images)
+    assert [p.shape for p in probabilities] == [(6, 4), (6, 3)]
+    assert all(np.allclose(p.sum(axis=1), 1.0) for p in probabilities)
+    chosen = np.stack([p.argmax(axis=1) for p in probabilities], axis=1)
+    assert np.array_equal(chosen, model.encode(images).categorical)
+    assert _model(categorical_sizes=()).class_probabilities(images) == []
+
+
 def test_continuous_traversals_hold_the_other_codes_fixed():
     model = _model(continuous_dim=2).eval()
     pictures = model.traversals(torch.Generator().manual_seed(0), steps=5)

@@ -1,5 +1,5 @@
-"""Model selection without labels: the array-level cores of UDR and ModelCentrality on
-representations with known answers, their sampling on toy generators, and
+"""Model selection without labels: the array-level cores of UDR, ModelCentrality and
+information on representations with known answers, their sampling on toy generators, and
 ``disentangle select`` on real suites (ranking, artifacts, errors)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from torch import nn
 
 from disentangle import selection
 from disentangle.cli import main
-from disentangle.models import HoldsCodes, Representation
+from disentangle.models import ClassPosterior, HoldsCodes, Representation
+from disentangle_plugins.datasets.digits import Digits
 
 
 def orthonormal_codes(n: int, d: int, seed: int) -> np.ndarray:
@@ -111,6 +112,49 @@ def test_centrality_is_the_mean_similarity_to_the_others_of_the_symmetrised_matr
     assert selection.centrality(similarity) == pytest.approx([0.45, 0.55, 0.3])
 
 
+def test_class_information_of_known_probabilities():
+    confident = np.eye(4)[np.arange(400) % 4]
+    assert selection.class_information(confident) == pytest.approx(1.0)
+    assert selection.class_information(np.full((400, 4), 0.25)) == pytest.approx(0.0)
+    assert selection.class_information(np.eye(4)[np.zeros(400, int)]) == pytest.approx(0.0)
+    assert selection.class_information(np.eye(4)[np.arange(400) % 2]) == pytest.approx(0.5)
+    # half the images sure of class 0, half unsure between 0 and 1: mean (0.75, 0.25),
+    # entropy 0.5623 nats, less the mean entropy ln(2) / 2, over ln 2
+    halves = np.array([[1.0, 0.0], [0.5, 0.5]] * 50)
+    expected = (-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)) - np.log(2) / 2) / np.log(2)
+    assert selection.class_information(halves) == pytest.approx(expected)
+    assert selection.class_information(np.ones((10, 1))) == 0.0
+
+
+class BrightnessClasses(nn.Module):
+    """A model whose first categorical code is the image's brightness quartile, read with
+    certainty (or, with ``unsure``, a uniform guess), and whose second is always unsure."""
+
+    cat_sizes = (4, 3)
+
+    def __init__(self, unsure: bool = False):
+        super().__init__()
+        self.unsure = unsure
+        self.device = torch.device("cpu")
+
+    def class_probabilities(self, images: torch.Tensor) -> list[np.ndarray]:
+        brightness = images.flatten(1).mean(1).numpy()
+        quartile = np.argsort(np.argsort(brightness, kind="stable")) * 4 // len(images)
+        first = np.full((len(images), 4), 0.25) if self.unsure else np.eye(4)[quartile]
+        return [first, np.full((len(images), 3), 1 / 3)]
+
+
+def test_information_scores_average_a_models_codes_over_the_same_real_images():
+    digits = Digits()
+    models = [BrightnessClasses(), BrightnessClasses(unsure=True)]
+    assert all(isinstance(m, ClassPosterior) for m in models)
+    # 64 images: one encoder call each, so the quartiles are of every image; 1 and 0 averaged
+    # with the unsure second code's 0
+    scores = selection.information_scores(models, digits, num_points=64, seed=3)
+    assert scores == pytest.approx([0.5, 0.0])
+    assert selection.unable([*models, PixelCodes(2)], "information") == [2]
+
+
 class PixelCodes(nn.Module):
     """A generator whose 1x1xd "image" is its code vector, and an encoder that reads the
     pixels back in the order ``reads`` (or, with ``blind``, ignores them)."""
@@ -190,6 +234,19 @@ def test_select_ranks_a_suite_and_logs_the_ranking_to_its_parent(workdir, capsys
     assert main(["select", "--suite", "three", "--method", "udr", "--points", "200",
                  "--out", "udr"]) == 0
     assert "ranked by udr (200 real images, lasso similarity)" in capsys.readouterr().out
+    assert main(["select", "--suite", "three", "--method", "information", "--points", "300",
+                 "--out", "information"]) == 0
+    out = capsys.readouterr().out
+    assert "ranked by information (300 real images)" in out
+    assert "ranking and plot written to information" in out
+    assert sorted(p.name for p in (workdir / "information").iterdir()) == [
+        "ranking.csv", "selection.png"]
+    logged = {a.path for a in client.list_artifacts(parent, "selection/information")}
+    assert logged == {"selection/information/ranking.csv",
+                      "selection/information/selection.png"}
+    scores = [float(line.split(",")[-1]) for line in
+              (workdir / "information" / "ranking.csv").read_text().splitlines()[1:]]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
 
 
 def test_select_falls_back_to_udr_for_models_that_cannot_hold_codes(workdir, capsys):
@@ -202,6 +259,10 @@ def test_select_falls_back_to_udr_for_models_that_cannot_hold_codes(workdir, cap
     err = capsys.readouterr().err.strip()
     assert err == ("error: --method centrality needs models that generate from codes they "
                    "can hold; cgan cannot: use --method udr")
+    assert main(["select", "--suite", "mixed", "--method", "information"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --method information needs models that read class probabilities "
+                   "of a categorical code off an image; cgan cannot: use --method udr")
 
 
 def test_select_refuses_what_it_cannot_rank_in_one_line(with_toy, workdir, capsys):

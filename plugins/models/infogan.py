@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -227,6 +228,14 @@ class InfoGAN(GANBase):
         classes = torch.stack([lg.argmax(1) for lg in logits], dim=1) if logits else \
             torch.zeros(len(q), 0, dtype=torch.long)
         return Representation(mean.double().cpu().numpy(), classes.cpu().numpy())
+
+    @torch.no_grad()
+    def class_probabilities(self, images: torch.Tensor) -> list[np.ndarray]:
+        """Q's softmax over the classes of each categorical code (the ClassPosterior
+        protocol)."""
+        _, q = self.discriminator(images.to(self.device))
+        logits, _, _ = self.split_q(q)
+        return [torch.softmax(lg.double(), dim=1).cpu().numpy() for lg in logits]
 
     @torch.no_grad()
     def generate_holding(self, n: int, code: int, generator: torch.Generator) -> torch.Tensor:
