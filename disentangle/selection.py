@@ -71,7 +71,6 @@ from disentangle.models import (
     eval_mode,
 )
 
-METHODS = ("centrality", "udr", "information")
 #: a code is active for UDR when its KL divergence from the prior exceeds this (nats)
 KL_THRESHOLD = 0.01
 
