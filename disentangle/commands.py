@@ -326,24 +326,19 @@ def cmd_select(args: argparse.Namespace) -> int:
     refused = selection.unable(models, method)
     if refused:
         names = sorted({table["model"][k] for k in refused})
-        needs = {"centrality": "models that generate from codes they can hold",
-                 "information": "models that read class probabilities of a categorical code "
-                                "off an image"}[method]
-        raise UsageError(f"--method {method} needs {needs}; {', '.join(names)} cannot: use "
-                         f"--method udr")
-    dataset = handles[0].plan.dataset
+        raise UsageError(f"--method {method} needs {selection.NEEDS[method]}; "
+                         f"{', '.join(names)} cannot: use --method udr")
+    dataset, points = handles[0].plan.dataset, args.points or selection.POINTS.get(method)
     if method == "centrality":
         detail = f"{args.votes} groups of {args.group_size} generated images per pair"
         pairwise = selection.centrality_similarity(models, args.votes, args.group_size,
                                                    args.seed, progress=not args.no_progress)
         scores = selection.centrality(pairwise)
     elif method == "udr":
-        points = args.points or 1000
         detail = f"{points:,} real images, {args.similarity} similarity"
         codes, active = selection.udr_codes(models, dataset, points, args.seed)
         scores, pairwise = selection.udr(codes, active, args.similarity)
     else:
-        points = args.points or 10_000
         detail = f"{points:,} real images"
         scores, pairwise = selection.information_scores(models, dataset, points,
                                                         args.seed), None

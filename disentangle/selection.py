@@ -62,6 +62,7 @@ from tqdm.auto import tqdm
 from disentangle import compare, cores
 from disentangle.datasets import FactorDataset
 from disentangle.evaluation import encoding_batch
+from disentangle.metrics import normalized_entropy
 from disentangle.models import (
     ClassPosterior,
     CodeKL,
@@ -73,6 +74,12 @@ from disentangle.models import (
 
 #: a code is active for UDR when its KL divergence from the prior exceeds this (nats)
 KL_THRESHOLD = 0.01
+#: real images every model encodes, by default, for the methods that encode real images
+POINTS = {"udr": 1000, "information": 10_000}
+#: what each method needs of a model (the methods not named here judge any model)
+NEEDS = {"centrality": "models that generate from codes they can hold",
+         "information": "models that read class probabilities of a categorical code off an "
+                        "image"}
 
 
 # -- array-level cores ---------------------------------------------------------------------
@@ -178,11 +185,8 @@ def class_information(probabilities: np.ndarray) -> float:
     p = np.asarray(probabilities, dtype=np.float64)
     if p.shape[1] < 2:
         return 0.0
-
-    def entropy(q: np.ndarray) -> np.ndarray:
-        return -np.sum(q * np.log(np.where(q > 0, q, 1.0)), axis=-1)
-
-    return float((entropy(p.mean(axis=0)) - entropy(p).mean()) / np.log(p.shape[1]))
+    return float(normalized_entropy(p.mean(axis=0), axis=0)
+                 - normalized_entropy(p, axis=1).mean())
 
 
 # -- sampling --------------------------------------------------------------------------------
@@ -235,12 +239,7 @@ def real_images(dataset: FactorDataset, num_points: int, seed: int) -> torch.Ten
     return dataset.images(dataset.sample_factors(num_points, rng), rng)
 
 
-def _chunks(model: Model, images: torch.Tensor) -> list[torch.Tensor]:
-    batch = encoding_batch(model.device)
-    return [images[s:s + batch] for s in range(0, len(images), batch)]
-
-
-def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int = 1000,
+def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int = POINTS["udr"],
               seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Every model's codes of the same real images (:func:`real_images`) as
     :func:`indicator_codes` ``[num_points, d]``, and which columns are active: a
@@ -250,7 +249,7 @@ def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int =
     images = real_images(dataset, num_points, seed)
     codes, active = [], []
     for model in models:
-        chunks = _chunks(model, images)
+        chunks = images.split(encoding_batch(model.device))
         with eval_mode(model):
             codes.append(indicator_codes(Representation.concatenate(
                 [model.encode(c) for c in chunks])))
@@ -263,22 +262,23 @@ def udr_codes(models: Sequence[Model], dataset: FactorDataset, num_points: int =
 
 
 def information_scores(models: Sequence[Model], dataset: FactorDataset,
-                       num_points: int = 10_000, seed: int = 0) -> np.ndarray:
+                       num_points: int = POINTS["information"], seed: int = 0) -> np.ndarray:
     """Each model's :func:`class_information` on the same real images
     (:func:`real_images`), averaged over its categorical codes (the models must be
     :class:`ClassPosterior` with at least one)."""
     images = real_images(dataset, num_points, seed)
     scores = []
     for model in models:
+        chunks = images.split(encoding_batch(model.device))
         with eval_mode(model):
-            parts = [model.class_probabilities(c) for c in _chunks(model, images)]
+            parts = [model.class_probabilities(c) for c in chunks]
         per_code = [np.concatenate(code) for code in zip(*parts)]
         scores.append(np.mean([class_information(p) for p in per_code]))
     return np.array(scores)
 
 
 def unable(models: Sequence[Model], method: str) -> list[int]:
-    """The positions of the models that ``method`` cannot judge."""
+    """The positions of the models that ``method`` cannot judge (:data:`NEEDS`)."""
     if method == "centrality":
         return [k for k, m in enumerate(models)
                 if not isinstance(m, HoldsCodes) or not m.code_names()]
@@ -349,12 +349,12 @@ def plot(selection: Selection, metrics: Sequence[str], path: Path, title: str) -
     labels = [f"#{r} s{s}" for r, s in zip(table["rank"], table["seed"])]
     ticks = list(range(len(labels)) if len(labels) <= 20 else [])
     tick_labels = [labels[t] for t in ticks]
+    first.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
     if selection.pairwise is None:
         first.bar(range(len(table)), table["score"], color="C0")
         low, high = float(table["score"].min()), float(table["score"].max())
         margin = max(high - low, 1e-6) * 0.5
         first.set_ylim(low - margin, high + margin)
-        first.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
         first.set_ylabel(f"{selection.method} score", fontsize=8)
         first.set_title(f"{selection.method} score (rank order)", fontsize=9)
         first.tick_params(labelsize=7)
@@ -362,7 +362,6 @@ def plot(selection: Selection, metrics: Sequence[str], path: Path, title: str) -
         off_diagonal = selection.pairwise.copy()
         np.fill_diagonal(off_diagonal, np.nan)  # a run against itself is not used
         shown = first.imshow(off_diagonal, cmap="viridis")
-        first.set_xticks(ticks, tick_labels, rotation=90, fontsize=7)
         first.set_yticks(ticks, tick_labels, fontsize=7)
         first.set_title(f"pairwise {selection.method} (rank order)", fontsize=9)
         fig.colorbar(shown, ax=first, fraction=0.046)
